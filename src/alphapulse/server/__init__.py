@@ -1,0 +1,1 @@
+"""The AlphaPulse service: collectors, rings, WebSocket/HTTP API, metrics, Redis Streams."""
