@@ -1,0 +1,409 @@
+"""The in-memory trade store and its incremental OHLCV bars.
+
+One bounded buffer per (exchange, symbol) holds the last ``capacity`` trades (100,000 by
+default); once full, each new trade evicts the oldest.  Trades are packed into one ``bytes``
+object each (two timestamps, the side, then price / size / trade id as the exchange wrote them)
+because a slotted ``Trade`` with its separate strings costs ~4x the memory, and 3 exchanges x
+10 symbols x 100,000 trades must stay well under the service's memory budget.
+
+Bars for 1m/5m/15m/1h/1d are updated on every trade with exact decimal arithmetic
+(``decimal.Decimal`` in a context wide enough that additions never round), so a bar always equals
+-- digit for digit -- the bar :meth:`TradeStore.recompute_ohlcv` builds from the stored trades
+(for every bar whose trades are all still stored).  Bars are bounded separately
+(``max_bars`` per interval) and outlive the trades they were built from.
+
+Bar rules (the same in both paths): a trade belongs to the bar whose window
+``[start, start + interval)`` contains its ``ts_event``; ``open`` is the trade with the smallest
+``ts_event`` (the earliest received on ties), ``close`` the one with the largest (the latest
+received on ties); ``volume`` is the exact sum of sizes; ``trades`` counts them.
+
+The store is a hub subscriber: :meth:`TradeStore.on_event` takes every event and keeps trades.
+It is used from one thread (the server's event loop) and does no I/O.
+"""
+from __future__ import annotations
+
+import struct
+import time
+from bisect import bisect_left, insort
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Context, Decimal, Inexact, InvalidOperation
+
+from ..events import Trade
+
+#: Supported bar intervals and their length in nanoseconds.
+INTERVALS: dict[str, int] = {
+    "1m": 60 * 10**9,
+    "5m": 300 * 10**9,
+    "15m": 900 * 10**9,
+    "1h": 3600 * 10**9,
+    "1d": 86400 * 10**9,
+}
+DEFAULT_CAPACITY = 100_000
+DEFAULT_MAX_BARS = 10_000
+RATE_WINDOW_S = 60
+
+# Exact arithmetic: 60 significant digits hold any sum of exchange sizes, and trapping Inexact
+# turns a would-be rounding into an error instead of a silently wrong volume.
+_EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
+
+_HEAD = struct.Struct("<qqB")       # ts_event, ts_recv, side (0 buy, 1 sell)
+_SEP = "\x1f"                       # unit separator: never part of a decimal or a trade id
+_SIDES = ("buy", "sell")
+
+
+def _pack(trade: Trade) -> bytes:
+    return _HEAD.pack(trade.ts_event, trade.ts_recv, trade.side == "sell") + (
+        f"{trade.price}{_SEP}{trade.size}{_SEP}{trade.trade_id}".encode())
+
+
+def _unpack(exchange: str, symbol: str, native: str, record: bytes) -> Trade:
+    ts_event, ts_recv, side = _HEAD.unpack_from(record)
+    price, size, trade_id = record[_HEAD.size:].decode().split(_SEP, 2)
+    return Trade(exchange, symbol, native, price, size, _SIDES[side], trade_id, ts_event, ts_recv)
+
+
+@dataclass(slots=True)
+class Bar:
+    """One OHLCV bar.  Prices keep the exchange's decimal text; ``volume`` is an exact sum."""
+
+    start: int              # window start, ns since the epoch
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    trades: int
+    open_ts: int            # ts_event of the opening / closing trade (tie-break state)
+    close_ts: int
+
+    def to_json(self, interval: str) -> dict[str, object]:
+        return {
+            "timestamp": self.start / 1e9,
+            "start": self.start,
+            "end": self.start + INTERVALS[interval],
+            "open": str(self.open),
+            "high": str(self.high),
+            "low": str(self.low),
+            "close": str(self.close),
+            "volume": str(self.volume),
+            "trades": self.trades,
+        }
+
+    def key(self) -> tuple[object, ...]:
+        """The observable values (for equality checks against a recomputation)."""
+        return (self.start, str(self.open), str(self.high), str(self.low), str(self.close),
+                str(self.volume), self.trades)
+
+
+def _merge(bar: Bar, price: Decimal, size: Decimal, ts: int) -> None:
+    if price > bar.high:
+        bar.high = price
+    if price < bar.low:
+        bar.low = price
+    if ts < bar.open_ts:
+        bar.open, bar.open_ts = price, ts
+    if ts >= bar.close_ts:
+        bar.close, bar.close_ts = price, ts
+    bar.volume = _EXACT.add(bar.volume, size)
+    bar.trades += 1
+
+
+class _Bars:
+    """Bars of one interval for one (exchange, symbol): a dict plus the sorted window starts."""
+
+    __slots__ = ("width", "max_bars", "by_start", "starts", "dropped")
+
+    def __init__(self, width: int, max_bars: int) -> None:
+        self.width = width
+        self.max_bars = max_bars
+        self.by_start: dict[int, Bar] = {}
+        self.starts: list[int] = []
+        self.dropped = 0            # late trades older than every bar kept
+
+    def add(self, price: Decimal, size: Decimal, ts: int) -> None:
+        start = ts - ts % self.width
+        bar = self.by_start.get(start)
+        if bar is not None:
+            _merge(bar, price, size, ts)
+            return
+        starts = self.starts
+        if len(starts) >= self.max_bars and start < starts[0]:
+            self.dropped += 1
+            return
+        self.by_start[start] = Bar(start, price, price, price, price, size, 1, ts, ts)
+        if not starts or start > starts[-1]:
+            starts.append(start)
+        else:                       # a late trade opening an older window: rare
+            insort(starts, start)
+        if len(starts) > self.max_bars:
+            del self.by_start[starts.pop(0)]
+
+    def select(self, limit: int | None, start: int | None, end: int | None) -> list[Bar]:
+        starts = self.starts
+        lo = 0 if start is None else bisect_left(starts, start - start % self.width)
+        hi = len(starts) if end is None else bisect_left(starts, end)
+        if limit is not None and hi - lo > limit:
+            lo = hi - limit
+        return [self.by_start[s] for s in starts[lo:hi]]
+
+
+class _Series:
+    """The bounded trade buffer and the bars of one (exchange, symbol)."""
+
+    __slots__ = ("exchange", "symbol", "native", "capacity", "records", "head", "total",
+                 "first_ts", "last_ts", "last_recv", "bars", "_ts", "_inversion", "_per_second")
+
+    def __init__(self, exchange: str, symbol: str, native: str, capacity: int,
+                 max_bars: int) -> None:
+        self.exchange, self.symbol, self.native = exchange, symbol, native
+        self.capacity = capacity
+        self.records: list[bytes] = []      # circular once full; ``head`` is the oldest slot
+        self._ts: list[int] = []            # ts_event per slot, for time-range searches
+        self.head = 0
+        self.total = 0                      # trades ever added (stored count = len(records))
+        self.first_ts = 0
+        self.last_ts = 0
+        self.last_recv = 0
+        # Absolute index of the newest trade whose ts_event is lower than its predecessor's;
+        # while it is still stored, binary search on time would be wrong.
+        self._inversion = -1
+        self.bars = {name: _Bars(width, max_bars) for name, width in INTERVALS.items()}
+        # [second, trades received in it] for the last minute: the rate without a scan.
+        self._per_second: deque[list[int]] = deque(maxlen=RATE_WINDOW_S + 1)
+
+    def add(self, trade: Trade) -> None:
+        ts = trade.ts_event
+        price = Decimal(trade.price)
+        size = Decimal(trade.size)
+        if not price.is_finite() or not size.is_finite():
+            raise ValueError(f"trade {trade.trade_id!r}: price/size must be finite decimals")
+        if self.total and ts < self.last_ts:
+            self._inversion = self.total
+        if self.total == 0:
+            self.first_ts = ts
+        self.last_ts = max(self.last_ts, ts)
+        self.last_recv = trade.ts_recv
+        second = trade.ts_recv // 10**9
+        per_second = self._per_second
+        if per_second and per_second[-1][0] == second:
+            per_second[-1][1] += 1
+        else:
+            per_second.append([second, 1])
+        record = _pack(trade)
+        if len(self.records) < self.capacity:
+            self.records.append(record)
+            self._ts.append(ts)
+        else:
+            self.records[self.head] = record
+            self._ts[self.head] = ts
+            self.head = (self.head + 1) % self.capacity
+        self.total += 1
+        for bars in self.bars.values():
+            bars.add(price, size, ts)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _slot(self, i: int) -> int:
+        return (self.head + i) % len(self.records) if self.head else i
+
+    def _sorted(self) -> bool:
+        oldest_abs = self.total - len(self.records)
+        return self._inversion <= oldest_abs    # the inverted pair is no longer fully stored
+
+    def _index_of_time(self, ts: int) -> int:
+        """The first position (0 = oldest) whose ts_event >= ts, on a time-sorted buffer."""
+        lo, hi = 0, len(self.records)
+        tss, slot = self._ts, self._slot
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if tss[slot(mid)] < ts:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def positions(self, start: int | None, end: int | None) -> Iterator[int] | range:
+        """Positions (oldest first) of trades with start <= ts_event < end."""
+        n = len(self.records)
+        if start is None and end is None:
+            return range(n)
+        if self._sorted():
+            lo = 0 if start is None else self._index_of_time(start)
+            hi = n if end is None else self._index_of_time(end)
+            return range(lo, max(lo, hi))
+        lo_ts = -(1 << 63) if start is None else start
+        hi_ts = (1 << 63) if end is None else end
+        tss, slot = self._ts, self._slot
+        return (i for i in range(n) if lo_ts <= tss[slot(i)] < hi_ts)
+
+    def trade_at(self, position: int) -> Trade:
+        return _unpack(self.exchange, self.symbol, self.native, self.records[self._slot(position)])
+
+    def rate(self, now_ns: int) -> float:
+        """Trades per second received (ts_recv) in the last ``RATE_WINDOW_S`` whole seconds."""
+        now_s = now_ns // 10**9
+        n = sum(count for second, count in self._per_second if now_s - second < RATE_WINDOW_S)
+        return n / RATE_WINDOW_S
+
+
+class TradeStore:
+    """Bounded per-(exchange, symbol) trade buffers with incremental OHLCV bars."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, *,
+                 max_bars: int = DEFAULT_MAX_BARS) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if max_bars < 1:
+            raise ValueError(f"max_bars must be >= 1, got {max_bars}")
+        self.capacity = capacity
+        self.max_bars = max_bars
+        self.started_ns = time.time_ns()
+        self._series: dict[tuple[str, str], _Series] = {}
+
+    # --- ingest -----------------------------------------------------------------------------
+
+    def on_event(self, event: object) -> None:
+        """Hub subscriber: keep trades, ignore everything else."""
+        if type(event) is Trade:
+            self.add(event)
+
+    def add(self, trade: Trade) -> None:
+        """Store one trade and fold it into every interval's bar.
+
+        Raises ``ValueError`` (storing nothing) when price or size is not a finite decimal.
+        """
+        key = (trade.exchange, trade.symbol)
+        series = self._series.get(key)
+        if series is None:
+            series = _Series(trade.exchange, trade.symbol, trade.native_symbol,
+                             self.capacity, self.max_bars)
+            self._series[key] = series
+        try:
+            series.add(trade)
+        except InvalidOperation as exc:
+            raise ValueError(f"trade {trade.trade_id!r}: price {trade.price!r} / size "
+                             f"{trade.size!r} is not a decimal") from exc
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def keys(self) -> list[tuple[str, str]]:
+        """(exchange, symbol) pairs that have received trades, sorted."""
+        return sorted(self._series)
+
+    def symbols(self, exchange: str) -> list[str]:
+        return sorted(symbol for ex, symbol in self._series if ex == exchange)
+
+    def count(self, exchange: str, symbol: str) -> int:
+        """Trades currently stored for the pair."""
+        series = self._series.get((exchange, symbol))
+        return 0 if series is None else len(series)
+
+    def trades(self, exchange: str, symbol: str, *, limit: int | None = None,
+               start: int | None = None, end: int | None = None,
+               newest: bool = True) -> list[Trade]:
+        """Stored trades with ``start <= ts_event < end`` (ns; ``None`` = unbounded), oldest first.
+
+        With ``limit``, the ``limit`` newest matching trades (``newest=True``) or the ``limit``
+        oldest (``newest=False``: pages forward from ``start``).
+        """
+        series = self._series.get((exchange, symbol))
+        if series is None or (limit is not None and limit <= 0):
+            return []
+        positions = series.positions(start, end)
+        if limit is not None:
+            if isinstance(positions, range):
+                positions = positions[-limit:] if newest else positions[:limit]
+            else:
+                chosen = list(positions)
+                positions = chosen[-limit:] if newest else chosen[:limit]
+        return [series.trade_at(p) for p in positions]
+
+    def recent(self, exchange: str, symbol: str, limit: int) -> list[Trade]:
+        """The ``limit`` most recently received trades, newest first."""
+        series = self._series.get((exchange, symbol))
+        if series is None or limit <= 0:
+            return []
+        n = len(series)
+        return [series.trade_at(p) for p in range(n - 1, max(-1, n - 1 - limit), -1)]
+
+    def ohlcv(self, exchange: str, symbol: str, interval: str, *, limit: int | None = None,
+              start: int | None = None, end: int | None = None) -> list[Bar]:
+        """Bars (oldest first) for the pair; ``limit`` keeps the newest.
+
+        ``start`` selects the bar containing it onwards; ``end`` excludes bars starting at or
+        after it.  Raises ``KeyError`` for an unknown interval.
+        """
+        if interval not in INTERVALS:
+            raise KeyError(interval)
+        series = self._series.get((exchange, symbol))
+        if series is None or (limit is not None and limit <= 0):
+            return []
+        return series.bars[interval].select(limit, start, end)
+
+    def recompute_ohlcv(self, exchange: str, symbol: str, interval: str) -> list[Bar]:
+        """Bars rebuilt from the stored trades alone (same rules; used to check the live ones)."""
+        width = INTERVALS[interval]
+        bars: dict[int, Bar] = {}
+        for trade in self.trades(exchange, symbol):
+            price, size, ts = Decimal(trade.price), Decimal(trade.size), trade.ts_event
+            start = ts - ts % width
+            bar = bars.get(start)
+            if bar is None:
+                bars[start] = Bar(start, price, price, price, price, size, 1, ts, ts)
+            else:
+                _merge(bar, price, size, ts)
+        return [bars[s] for s in sorted(bars)]
+
+    def sizes(self) -> Iterator[tuple[str, str, int, int]]:
+        """(exchange, symbol, trades stored, bars stored) for every pair (for metrics)."""
+        for (exchange, symbol), series in sorted(self._series.items()):
+            yield exchange, symbol, len(series), sum(len(b.starts) for b in series.bars.values())
+
+    def summary(self, now_ns: int | None = None) -> dict[str, object]:
+        """Counts, symbols, first/last times and rates, overall and per pair.
+
+        Times are ``ts_event`` ns plus float seconds; ``rate_1m`` is trades/s received in the
+        last minute; ``rate_avg`` is trades/s between the first and last trade seen.
+        """
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        pairs = []
+        by_exchange: dict[str, list[str]] = {}
+        total_seen = total_stored = 0
+        first = last = 0
+        for (exchange, symbol), s in sorted(self._series.items()):
+            by_exchange.setdefault(exchange, []).append(symbol)
+            span = (s.last_ts - s.first_ts) / 1e9
+            pairs.append({
+                "exchange": exchange,
+                "symbol": symbol,
+                "trades_total": s.total,
+                "trades_stored": len(s),
+                "first_trade_ns": s.first_ts,
+                "last_trade_ns": s.last_ts,
+                "first_trade_time": s.first_ts / 1e9,
+                "last_trade_time": s.last_ts / 1e9,
+                "rate_1m": s.rate(now_ns),
+                "rate_avg": (s.total - 1) / span if span > 0 else 0.0,
+            })
+            total_seen += s.total
+            total_stored += len(s)
+            first = s.first_ts if not first else min(first, s.first_ts)
+            last = max(last, s.last_ts)
+        return {
+            "total_trades": total_seen,
+            "stored_trades": total_stored,
+            "capacity_per_pair": self.capacity,
+            "total_exchanges": len(by_exchange),
+            "total_symbols": len({p["symbol"] for p in pairs}),
+            "symbols_by_exchange": by_exchange,
+            "start_time": first / 1e9,
+            "end_time": last / 1e9,
+            "first_trade_ns": first,
+            "last_trade_ns": last,
+            "rate_1m": sum(p["rate_1m"] for p in pairs),     # type: ignore[misc]
+            "uptime_seconds": (now_ns - self.started_ns) / 1e9,
+            "pairs": pairs,
+        }

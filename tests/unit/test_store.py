@@ -1,0 +1,153 @@
+"""The trade store: bounds, time queries, and incremental OHLCV == recomputation, to the digit."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alphapulse.events import Trade
+from alphapulse.server.store import INTERVALS, TradeStore
+
+BASE = 1_700_000_000_000_000_000        # 2023-11-14T22:13:20Z, a whole day boundary + 80000 s
+SEC = 10**9
+
+
+def trade(i: int, ts: int, price: str = "100.00", size: str = "1", *, side: str = "buy",
+          exchange: str = "coinbase", symbol: str = "BTC-USD") -> Trade:
+    return Trade(exchange, symbol, symbol, price, size, side, str(i), ts, ts + 1000)  # type: ignore[arg-type]
+
+
+def test_round_trip_keeps_every_field_verbatim() -> None:
+    store = TradeStore()
+    original = Trade("kraken", "ETH-USD", "ETH/USD", "3512.10", "0.00100000", "sell",
+                     "id-with\u00e9-unicode", BASE + 5, BASE + 9)
+    store.add(original)
+    assert store.trades("kraken", "ETH-USD") == [original]
+    assert store.recent("kraken", "ETH-USD", 5) == [original]
+
+
+def test_capacity_bounds_each_pair_separately() -> None:
+    store = TradeStore(capacity=10)
+    for i in range(25):
+        store.add(trade(i, BASE + i * SEC))
+    store.add(trade(0, BASE, exchange="kraken"))
+    assert store.count("coinbase", "BTC-USD") == 10
+    assert store.count("kraken", "BTC-USD") == 1
+    assert [t.trade_id for t in store.trades("coinbase", "BTC-USD")] == [str(i) for i in range(15, 25)]
+    assert [t.trade_id for t in store.recent("coinbase", "BTC-USD", 3)] == ["24", "23", "22"]
+    summary = store.summary()
+    assert summary["total_trades"] == 26 and summary["stored_trades"] == 11
+
+
+def test_time_range_limit_and_paging() -> None:
+    store = TradeStore(capacity=100)
+    for i in range(150):                       # wraps the circular buffer
+        store.add(trade(i, BASE + i * SEC))
+    got = store.trades("coinbase", "BTC-USD", start=BASE + 60 * SEC, end=BASE + 70 * SEC)
+    assert [t.trade_id for t in got] == [str(i) for i in range(60, 70)]
+    newest = store.trades("coinbase", "BTC-USD", start=BASE + 60 * SEC, limit=3)
+    assert [t.trade_id for t in newest] == ["147", "148", "149"]
+    first = store.trades("coinbase", "BTC-USD", start=BASE + 60 * SEC, limit=3, newest=False)
+    assert [t.trade_id for t in first] == ["60", "61", "62"]
+    assert store.trades("coinbase", "BTC-USD", start=BASE + 10 * SEC, end=BASE + 20 * SEC) == []
+    assert store.trades("coinbase", "BTC-USD", limit=0) == []
+    assert store.trades("nope", "BTC-USD") == []
+
+
+def test_out_of_order_timestamps_fall_back_to_a_scan() -> None:
+    store = TradeStore(capacity=100)
+    for i, offset in enumerate([1, 5, 3, 7, 2, 9]):
+        store.add(trade(i, BASE + offset * SEC))
+    got = store.trades("coinbase", "BTC-USD", start=BASE + 2 * SEC, end=BASE + 6 * SEC)
+    assert sorted(t.ts_event for t in got) == [BASE + 2 * SEC, BASE + 3 * SEC, BASE + 5 * SEC]
+
+
+def test_bar_values_exact() -> None:
+    store = TradeStore()
+    minute = BASE - BASE % INTERVALS["1m"]
+    store.add(trade(1, minute + 1 * SEC, "100.10", "0.1"))
+    store.add(trade(2, minute + 2 * SEC, "101.5", "0.2"))
+    store.add(trade(3, minute + 3 * SEC, "99.99", "0.30000000"))
+    store.add(trade(4, minute + 4 * SEC, "100.00", "0.00000001"))
+    store.add(trade(5, minute + 61 * SEC, "102", "5"))
+    bars = store.ohlcv("coinbase", "BTC-USD", "1m")
+    assert [b.to_json("1m") for b in bars][0] == {
+        "timestamp": minute / 1e9, "start": minute, "end": minute + 60 * SEC,
+        "open": "100.10", "high": "101.5", "low": "99.99", "close": "100.00",
+        "volume": "0.60000001", "trades": 4,
+    }
+    assert bars[1].volume == Decimal("5") and bars[1].trades == 1
+    assert len(store.ohlcv("coinbase", "BTC-USD", "1m", limit=1)) == 1
+    assert store.ohlcv("coinbase", "BTC-USD", "1m", start=minute + 70 * SEC)[0].start == minute + 60 * SEC
+    assert store.ohlcv("coinbase", "BTC-USD", "1m", end=minute + 60 * SEC)[-1].start == minute
+    (day,) = store.ohlcv("coinbase", "BTC-USD", "1d")
+    assert day.trades == 5 and day.volume == Decimal("5.60000001") and day.close == Decimal("102")
+
+
+def test_volume_sum_never_rounds() -> None:
+    store = TradeStore()
+    # 28 significant digits would be Decimal's default; this sum needs more.
+    store.add(trade(1, BASE, "1", "123456789012345678901.12345678"))
+    store.add(trade(2, BASE + 1, "1", "0.00000001"))
+    (bar,) = store.ohlcv("coinbase", "BTC-USD", "1m")
+    assert str(bar.volume) == "123456789012345678901.12345679"
+
+
+def test_bad_decimal_rejected_and_nothing_stored() -> None:
+    store = TradeStore()
+    for bad in ("abc", "NaN", "Infinity"):
+        with pytest.raises(ValueError):
+            store.add(trade(1, BASE, bad, "1"))
+    assert store.count("coinbase", "BTC-USD") == 0
+    assert store.ohlcv("coinbase", "BTC-USD", "1m") == []
+
+
+def test_max_bars_bound_and_late_trades() -> None:
+    store = TradeStore(max_bars=3)
+    for i in range(5):
+        store.add(trade(i, BASE + i * 60 * SEC))
+    starts = [b.start for b in store.ohlcv("coinbase", "BTC-USD", "1m")]
+    assert len(starts) == 3 and starts == sorted(starts)
+    store.add(trade(9, BASE))              # older than every bar kept: dropped from bars only
+    assert len(store.ohlcv("coinbase", "BTC-USD", "1m")) == 3
+    assert store.count("coinbase", "BTC-USD") == 6
+
+
+def test_summary_rates_and_times() -> None:
+    store = TradeStore()
+    for i in range(120):
+        store.add(trade(i, BASE + i * SEC // 2))     # two per second
+    summary = store.summary(now_ns=BASE + 59 * SEC + SEC // 2)   # seconds 0..59
+    (pair,) = summary["pairs"]
+    assert pair["first_trade_ns"] == BASE and pair["last_trade_ns"] == BASE + 119 * SEC // 2
+    assert pair["rate_avg"] == pytest.approx(2.0)
+    assert pair["rate_1m"] == pytest.approx(2.0)
+    assert summary["symbols_by_exchange"] == {"coinbase": ["BTC-USD"]}
+    assert list(store.sizes()) == [("coinbase", "BTC-USD", 120, 1 + 1 + 1 + 1 + 1)]
+
+
+# --- the property: incremental bars equal bars recomputed from the stored trades -------------
+
+_decimals = st.decimals(min_value=Decimal("0.00000001"), max_value=Decimal("99999999"),
+                        places=8, allow_nan=False, allow_infinity=False)
+_text = st.builds(lambda d, strip: (format(d, "f").rstrip("0").rstrip(".") if strip
+                                    else format(d, "f")), _decimals, st.booleans())
+_trades = st.lists(
+    st.tuples(st.integers(min_value=0, max_value=3 * 86400 * SEC), _text, _text,
+              st.sampled_from(["buy", "sell"])),
+    min_size=1, max_size=120)
+
+
+@settings(max_examples=150, deadline=None)
+@given(trades=_trades, interval=st.sampled_from(sorted(INTERVALS)))
+def test_incremental_ohlcv_equals_recomputed(trades, interval) -> None:
+    store = TradeStore(capacity=1000)
+    # Mostly increasing times with some late arrivals, as exchanges deliver them.
+    for i, (offset, price, size, side) in enumerate(trades):
+        store.add(trade(i, BASE + offset, price, size, side=side))
+    live = [bar.key() for bar in store.ohlcv("coinbase", "BTC-USD", interval)]
+    again = [bar.key() for bar in store.recompute_ohlcv("coinbase", "BTC-USD", interval)]
+    assert live == again
+    assert sum(bar[-1] for bar in live) == len(trades)
