@@ -125,7 +125,8 @@ def test_summary_rates_and_times() -> None:
     assert pair["rate_avg"] == pytest.approx(2.0)
     assert pair["rate_1m"] == pytest.approx(2.0)
     assert summary["symbols_by_exchange"] == {"coinbase": ["BTC-USD"]}
-    assert list(store.sizes()) == [("coinbase", "BTC-USD", 120, 1 + 1 + 1 + 1 + 1)]
+    # 22:13:20 .. 22:14:19.5 spans two minutes; one bar for each longer interval
+    assert list(store.sizes()) == [("coinbase", "BTC-USD", 120, 2 + 1 + 1 + 1 + 1)]
 
 
 # --- the property: incremental bars equal bars recomputed from the stored trades -------------
