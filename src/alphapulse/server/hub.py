@@ -1,0 +1,117 @@
+"""The hub: every Event from the collectors (or from Redis, or from the collector process's ring)
+goes through :meth:`Hub.publish`, which hands it to each subscriber in turn.
+
+Subscribers are objects with ``on_event(event)``.  They run synchronously on the event loop,
+in the collector's read loop, so none of them may block or await: the trade store appends, the
+WebSocket fan-out enqueues into bounded per-client queues, the shm publisher writes to rings
+with the drop policy, the Redis writer appends to a bounded buffer.  A subscriber that raises is
+logged (once per exception type) and counted; it never stops the others or the collector.
+
+Processing latency is measured here, after the last subscriber: ``time.time_ns() - ts_recv``
+is the frame-receipt-to-publication time the metrics export.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from .._book import OrderBook
+from ..errors import SequenceError
+from ..events import BookSnapshot, BookUpdate, Gap
+
+log = logging.getLogger(__name__)
+
+
+class Subscriber(Protocol):
+    def on_event(self, event: Any) -> None: ...
+
+
+class Hub:
+    """Fans every event out to the subscribers, in registration order; never blocks."""
+
+    def __init__(self, latency: Callable[[str, int, int], None] | None = None) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._callbacks: list[Callable[[Any], None]] = []
+        self._latency = latency
+        self.events = 0
+        self.errors: dict[str, int] = {}
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Add a subscriber; it sees every event published from now on."""
+        self._subscribers.append(subscriber)
+        self._callbacks.append(subscriber.on_event)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        try:
+            i = self._subscribers.index(subscriber)
+        except ValueError:
+            return
+        del self._subscribers[i]
+        del self._callbacks[i]
+
+    @property
+    def subscribers(self) -> tuple[Subscriber, ...]:
+        return tuple(self._subscribers)
+
+    def publish(self, event: Any) -> None:
+        """The collectors' sink: hand ``event`` to every subscriber, then record latency."""
+        self.events += 1
+        for callback in self._callbacks:
+            try:
+                callback(event)
+            except Exception as exc:   # one broken subscriber must not stop the feed
+                name = f"{type(callback.__self__).__name__}:{type(exc).__name__}"  # type: ignore[attr-defined]
+                seen = self.errors.get(name, 0)
+                self.errors[name] = seen + 1
+                if seen == 0:
+                    log.exception("hub subscriber %s failed (logged once per kind)", name)
+        latency = self._latency
+        if latency is not None:
+            ts_recv = getattr(event, "ts_recv", 0)
+            if ts_recv:
+                latency(event.exchange, ts_recv, time.time_ns())
+
+
+class BookMirror:
+    """Books rebuilt from BookSnapshot/BookUpdate events, for processes that have no collector.
+
+    Used with ``--source redis`` and in the serving process of the two-process mode: the books
+    the API and the WebSocket snapshots read.  A delta that does not continue its book marks the
+    book stale (``book()`` returns None) until the next snapshot, which the source always sends
+    after a gap.
+    """
+
+    def __init__(self) -> None:
+        self._books: dict[tuple[str, str], OrderBook] = {}
+        self.sequence_errors = 0
+
+    def on_event(self, event: Any) -> None:
+        if isinstance(event, BookUpdate):
+            book = self._books.get((event.exchange, event.symbol))
+            if book is None:
+                return
+            try:
+                book.apply_delta(event.delta)
+            except SequenceError:
+                self.sequence_errors += 1
+                del self._books[(event.exchange, event.symbol)]
+        elif isinstance(event, BookSnapshot):
+            delta = event.delta
+            book = OrderBook(event.symbol, delta.price_precision, delta.size_precision,
+                             exchange=event.exchange)
+            book.apply_delta(delta)
+            self._books[(event.exchange, event.symbol)] = book
+        elif isinstance(event, Gap):
+            if event.symbol:
+                self._books.pop((event.exchange, event.symbol), None)
+            else:
+                for key in [k for k in self._books if k[0] == event.exchange]:
+                    del self._books[key]
+
+    def book(self, exchange: str, symbol: str) -> OrderBook | None:
+        return self._books.get((exchange, symbol))
+
+    def keys(self) -> Iterable[tuple[str, str]]:
+        return self._books.keys()
