@@ -242,7 +242,7 @@ SETTINGS: tuple[Setting, ...] = (
        env=("ALPHAPULSE_ARB_THRESHOLD_BPS",)),
     _s("arb_max_age_s", _float_in(0.001, 3600.0), toml="arbitrage.max_age_s",
        env=("ALPHAPULSE_ARB_MAX_AGE_S",)),
-    _s("arb_notional", _float_in(0.0, 1e12), toml="arbitrage.notional",
+    _s("arb_notional", _float_in(0.01, 1e12), toml="arbitrage.notional",
        env=("ALPHAPULSE_ARB_NOTIONAL",)),
     _s("arb_fees_bps", _fees, toml="arbitrage.fees_bps"),
 )
@@ -279,11 +279,10 @@ class Config:
     redis_snapshot_s: float = 10.0
     stale_after_s: float = 30.0
     arb_threshold_bps: float = 0.0
-    arb_max_age_s: float = 2.0
-    arb_notional: float = 0.0
-    # Taker fees in basis points; defaults are the public base-tier taker fees.
-    arb_fees_bps: dict[str, float] = field(
-        default_factory=lambda: {"coinbase": 60.0, "kraken": 40.0, "binanceus": 60.0})
+    arb_max_age_s: float = 5.0
+    arb_notional: float = 10_000.0
+    # Taker fees in basis points per exchange, over the detector's public base-tier defaults.
+    arb_fees_bps: dict[str, float] = field(default_factory=dict)
 
     def ws_url(self, exchange: str) -> str | None:
         """The WebSocket URL override for ``exchange`` (None: the collector's default)."""

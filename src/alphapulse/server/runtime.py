@@ -1,0 +1,363 @@
+"""Wiring: collectors (or Redis) -> hub -> store, metrics, WebSocket, arbitrage, shm, Redis.
+
+One process, one event loop.  The collectors' read loops call :meth:`Hub.publish` for every
+event; the subscribers, in order, are: the book mirror (only when there is no collector whose
+books can be read directly), the trade store (+ OHLCV), the arbitrage detector (which owns the
+consolidated books), the WebSocket fan-out, the shared-memory feed publisher, the Redis writer
+and the metrics.  Each is synchronous and non-blocking; the HTTP API (uvicorn, same loop) reads
+the same objects.  See docs/websocket.md and README for the two-process design note.
+
+Shutdown (SIGINT/SIGTERM, or :meth:`Runtime.stop`): uvicorn stops accepting and closes the
+WebSocket clients, the collectors close their exchange sockets, the Redis writer flushes what
+it can within a bound, the shm rings are closed and unlinked, recordings are flushed and closed,
+demo replay servers are shut.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from .._book import OrderBook
+from ..arbitrage import ArbitrageDetector, Opportunity, run_expiry
+from .config import Config
+from .hub import BookMirror, Hub
+from .metrics import Metrics
+from .store import TradeStore
+from .ws import WsFanout
+
+log = logging.getLogger(__name__)
+
+DEMO_SYMBOLS = ("BTC-USD",)
+DEMO_FILES = {
+    "kraken": "demo-kraken-btcusd.jsonl.gz",
+    "coinbase": "demo-coinbase-btcusd.jsonl.gz",
+    "binanceus": "demo-binanceus-btcusd.jsonl.gz",
+}
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the runtime owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[override]
+        yield
+
+
+def demo_capture(exchange: str) -> Path:
+    """The bundled demo capture for ``exchange``."""
+    return Path(str(resources.files("alphapulse") / "_data" / DEMO_FILES[exchange]))
+
+
+class Runtime:
+    """The running service.  Implements the ``ServerState`` the HTTP app reads."""
+
+    def __init__(self, config: Config, *, sock: socket.socket | None = None,
+                 demo_speed: float | None = 1.0) -> None:
+        self.config = config
+        self._sock = sock
+        self._demo_speed = demo_speed
+        self.started_ns = time.time_ns()
+        self.metrics = Metrics()
+        self.store = TradeStore(config.trades_per_symbol)
+        self.metrics.bind_store(self.store.sizes)
+        self.hub = Hub(latency=self.metrics.observe_latency)
+        self.detector = ArbitrageDetector(
+            fees=config.arb_fees_bps or None, threshold_bps=config.arb_threshold_bps,
+            max_age_s=config.arb_max_age_s, notional=config.arb_notional)
+        self.detector.callbacks.append(self._on_opportunity)
+        self.collectors: dict[str, Any] = {}
+        self.mirror: BookMirror | None = None
+        self.redis_writer: Any = None
+        self.redis_reader: Any = None
+        self.shm: Any = None
+        self.ws: WsFanout | None = None
+        self.app: Any = None
+        self.server: _Server | None = None
+        self.port: int | None = None
+        self._recorders: list[Any] = []
+        self._replays: contextlib.AsyncExitStack | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._server_task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    # --- ServerState: what the HTTP app and the WebSocket endpoint read ------------------------
+
+    @property
+    def exchanges(self) -> tuple[str, ...]:
+        return self.config.exchanges
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return self.config.symbols
+
+    def book(self, exchange: str, symbol: str) -> OrderBook | None:
+        """The live book (None while it is syncing or resyncing)."""
+        if self.mirror is not None:
+            return self.mirror.book(exchange, symbol)
+        collector = self.collectors.get(exchange)
+        if collector is None or collector.state(symbol) != "live":
+            return None
+        return collector.books.get(symbol)
+
+    def bbo(self, symbol: str) -> dict[str, Any] | None:
+        book = self.detector.books.get(symbol)
+        return None if book is None else book.bbo()
+
+    def health(self) -> dict[str, Any]:
+        """Collector connections and data age, store, Redis, WebSocket; ``healthy`` overall."""
+        now = time.time()
+        stale = self.config.stale_after_s
+        healthy = True
+        exchanges: dict[str, Any] = {}
+        for name, collector in self.collectors.items():
+            stats = collector.stats
+            last = stats.get("last_message_ts") or 0.0
+            age = round(now - last, 3) if last else None
+            ok = bool(stats.get("connected")) and age is not None and age < stale
+            healthy &= ok
+            exchanges[name] = {
+                "connected": bool(stats.get("connected")), "last_message_age_s": age,
+                "healthy": ok, "reconnects": stats.get("reconnects", 0),
+                "books": {s: collector.state(s) for s in self.config.symbols},
+                "gaps": stats.get("gaps", 0), "resyncs": stats.get("resyncs", 0),
+                "rejected": sum(stats.get("rejected", {}).values()),
+            }
+        out: dict[str, Any] = {
+            "source": self.config.source,
+            "uptime_s": round((time.time_ns() - self.started_ns) / 1e9, 3),
+            "exchanges": exchanges,
+            "store": {"trades": sum(n for _, _, n, _ in self.store.sizes()),
+                      "series": len(self.store.keys()), "capacity": self.store.capacity},
+            "websocket": {"clients": self.ws.stats["clients"] if self.ws else 0},
+            "redis": None,
+        }
+        degraded = False
+        if self.redis_writer is not None:
+            out["redis"] = {"role": "writer", **self.redis_writer.health()}
+            degraded |= not self.redis_writer.connected
+        if self.redis_reader is not None:
+            out["redis"] = {"role": "source", **self.redis_reader.health()}
+            healthy &= self.redis_reader.connected
+        if self.shm is not None and hasattr(self.shm, "stats"):
+            stats = self.shm.stats
+            out["shm"] = stats() if callable(stats) else stats
+        out["healthy"] = healthy
+        out["status"] = "unhealthy" if not healthy else ("degraded" if degraded else "ok")
+        return out
+
+    async def websocket_endpoint(self, websocket: Any) -> None:
+        assert self.ws is not None
+        await self.ws.endpoint(websocket)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start everything; returns once the HTTP server listens."""
+        config = self.config
+        if config.demo:
+            config = await self._start_demo(config)
+            self.config = config
+        self.ws = WsFanout(exchanges=config.exchanges, symbols=config.symbols, books=self.book,
+                           queue_size=config.ws_queue_size, metrics=self.metrics, bbo=self.bbo)
+        if config.source == "redis" or config.processes == 2:
+            self.mirror = BookMirror()
+            self.hub.subscribe(self.mirror)
+        self.hub.subscribe(self.store)
+        self.hub.subscribe(self.detector)
+        self.hub.subscribe(self.ws)
+        self._start_shm(config)
+        if config.redis_url and config.source == "exchanges":
+            from .redis_streams import RedisWriter
+            self.redis_writer = RedisWriter(
+                config.redis_url, prefix=config.name, maxlen=config.redis_maxlen,
+                batch_size=config.buffer_size, batch_timeout_ms=config.batch_timeout_ms,
+                buffer_limit=config.redis_buffer, checkpoint_s=config.redis_snapshot_s,
+                books=self.book, metrics=self.metrics)
+            self.hub.subscribe(self.redis_writer)
+            await self.redis_writer.start()
+        self.hub.subscribe(self.metrics)
+
+        if config.source == "redis":
+            from .redis_streams import RedisReader
+            assert config.redis_url is not None
+            self.redis_reader = RedisReader(
+                config.redis_url, exchanges=config.exchanges, symbols=config.symbols,
+                sink=self.hub.publish, prefix=config.name, metrics=self.metrics,
+                have_sequence=self._mirror_sequence)
+            await self.redis_reader.start()
+        else:
+            self._start_collectors(config)
+        self._tasks.append(asyncio.create_task(run_expiry(self.detector), name="arb-expiry"))
+        if config.source == "exchanges":
+            self._tasks.append(asyncio.create_task(self._export_connection_state(),
+                                                   name="connection-metrics"))
+        await self._start_http(config)
+
+    def _start_collectors(self, config: Config) -> None:
+        from ..exchanges import get_collector
+
+        recorder_cls = None
+        if config.record_dir is not None:
+            from ..capture import Recorder
+            config.record_dir.mkdir(parents=True, exist_ok=True)
+            recorder_cls = Recorder
+        for name in config.exchanges:
+            recorder = recorder_cls(config.record_dir, name) if recorder_cls else None
+            if recorder is not None:
+                self._recorders.append(recorder)
+            kwargs: dict[str, Any] = {}
+            if config.demo:
+                # A finished demo capture leaves the feed idle on purpose: no staleness reconnect.
+                kwargs["stale_after"] = {}
+            collector = get_collector(name)(
+                list(config.symbols), url=config.ws_url(name), rest_url=config.rest_url(name),
+                sink=self.hub.publish, recorder=recorder, **kwargs)
+            self.collectors[name] = collector
+            self._tasks.append(asyncio.create_task(collector.run(), name=f"collector-{name}"))
+
+    def _start_shm(self, config: Config) -> None:
+        try:
+            from . import shm
+        except ImportError:   # the feed publisher has not landed in this tree
+            log.info("shared-memory feed not available (alphapulse.server.shm missing)")
+            return
+        self.shm = shm.make_publisher(self, config)
+        if self.shm is not None:
+            self.hub.subscribe(self.shm)
+
+    async def _start_demo(self, config: Config) -> Config:
+        from ..replay import serve
+
+        self._replays = contextlib.AsyncExitStack()
+        changes: dict[str, Any] = {"symbols": DEMO_SYMBOLS}
+        for name in config.exchanges:
+            server = await self._replays.enter_async_context(
+                serve(name, [demo_capture(name)], host="127.0.0.1", port=0,
+                      speed=self._demo_speed))
+            changes[f"{name}_ws_url"] = server.ws_url
+            if name == "binanceus":
+                changes["binanceus_rest_url"] = server.rest_url
+            log.info("demo: %s replaying %s at %s", name, DEMO_FILES[name], server.ws_url)
+        return config.replace(**changes)
+
+    async def _start_http(self, config: Config) -> None:
+        self.app = self._build_app()
+        uv_config = uvicorn.Config(
+            self.app, host=config.host, port=config.port, log_level=config.log_level,
+            lifespan="on", access_log=False, ws_max_size=1 << 20, timeout_graceful_shutdown=3)
+        self.server = _Server(uv_config)
+        sockets = [self._sock] if self._sock is not None else None
+        self._server_task = asyncio.create_task(self.server.serve(sockets=sockets),
+                                                name="http")
+        while not self.server.started:
+            if self._server_task.done():
+                self._server_task.result()   # re-raise the bind error
+                raise RuntimeError("HTTP server exited during start-up")
+            await asyncio.sleep(0.01)
+        bound = self.server.servers[0].sockets[0].getsockname() if self.server.servers else None
+        self.port = bound[1] if bound else config.port
+        log.info("serving on http://%s:%s (WebSocket /ws)", config.host, self.port)
+
+    def _build_app(self) -> Any:
+        from starlette.routing import WebSocketRoute
+
+        from .app import build_app
+
+        app = build_app(self)
+        if not any(getattr(r, "path", None) == "/ws" for r in app.router.routes):
+            app.router.routes.append(WebSocketRoute("/ws", self.websocket_endpoint))
+        return app
+
+    async def _export_connection_state(self) -> None:
+        """Copy the collectors' connection state into the gauges once a second."""
+        gauge, last_msg = self.metrics.exchange_connected, self.metrics.exchange_last_message
+        reconnects = self.metrics.exchange_reconnects
+        seen: dict[str, int] = {}
+        while True:
+            for name, collector in self.collectors.items():
+                gauge.labels(name).set(1 if collector.connected else 0)
+                if collector.last_message_ts:
+                    last_msg.labels(name).set(collector.last_message_ts)
+                n = collector.reconnects
+                if n > seen.get(name, 0):
+                    reconnects.labels(name).inc(n - seen.get(name, 0))
+                    seen[name] = n
+            await asyncio.sleep(1.0)
+
+    def _mirror_sequence(self, exchange: str, symbol: str) -> int | None:
+        book = self.mirror.book(exchange, symbol) if self.mirror else None
+        return None if book is None else book.sequence
+
+    def _on_opportunity(self, opp: Opportunity) -> None:
+        if self.ws is not None:
+            self.ws.on_opportunity(opp.symbol, opp.to_dict())
+        if opp.is_open:
+            self.metrics.arbitrage_opportunities.labels(
+                opp.symbol, opp.buy_exchange, opp.sell_exchange).inc()
+            self.metrics.arbitrage_edge.labels(opp.symbol).observe(opp.net_bps)
+            self.metrics.arbitrage_detection_latency.observe(max(0.0, opp.latency_s))
+        elif opp.duration_s is not None:
+            self.metrics.arbitrage_duration.labels(opp.symbol).observe(opp.duration_s)
+        publish = getattr(self.shm, "on_opportunity", None)
+        if publish is not None:
+            publish(opp)
+
+    async def stop(self) -> None:
+        """Clean shutdown; safe to call twice."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self.server is not None and self._server_task is not None:
+            self.server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server_task, 10)
+        await asyncio.gather(*(c.stop() for c in self.collectors.values()),
+                             return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.redis_reader is not None:
+            await self.redis_reader.stop()
+        if self.redis_writer is not None:
+            await self.redis_writer.stop()
+        if self.shm is not None:
+            with contextlib.suppress(Exception):
+                self.shm.close()
+        for recorder in self._recorders:
+            with contextlib.suppress(Exception):
+                recorder.close()
+        if self._replays is not None:
+            await self._replays.aclose()
+
+    async def serve_forever(self) -> None:
+        """Start, run until SIGINT/SIGTERM, stop."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            assert self._server_task is not None
+            waiter = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiter, self._server_task}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            log.info("shutting down")
+        finally:
+            await self.stop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+def run(config: Config) -> int:
+    """Run the server until SIGINT/SIGTERM; the exit status."""
+    asyncio.run(Runtime(config).serve_forever())
+    return 0
