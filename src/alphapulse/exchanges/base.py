@@ -1,0 +1,476 @@
+"""The collector framework: a sans-IO parser base and the asyncio ``MarketDataCollector``.
+
+How to implement an exchange (notes for whoever adds one; the long form with a checklist is
+``docs/adding-an-exchange.md`` and the annotated skeleton is ``exchanges/_template.py``):
+
+1. Subclass :class:`FeedParser` (no I/O in it).  Set ``exchange = "<name>"`` and implement
+   ``parse(frame, ts_recv)``: decode the frame (``orjson.loads`` accepts bytes), then call the
+   helpers, never the sink or the book directly:
+   - ``self.touch(channel)`` for staleness deadlines (every data channel, heartbeats too);
+   - ``self.book_for(symbol, native, price_precision, size_precision)`` to get/create a book;
+   - ``self.apply_snapshot(...)`` / ``self.apply_update(...)`` (they count, emit BookSnapshot /
+     BookUpdate, check crossed books and only apply when the symbol is ``live``/``syncing``);
+   - ``self.on_trade(...)`` (dedupes by integer trade id, counts a jump as a ``trade_id`` gap);
+   - ``self.gap(symbol, reason, ...)`` when data was missed: emits Gap, marks the symbol
+     ``resyncing`` and queues a resync that the IO layer (or ``verify``) acts on;
+   - raise ``ProtocolError(reason, detail)`` for anything malformed: ``feed`` counts it under
+     ``rejected[reason]``, logs once per reason (rate limited), emits Rejected and carries on.
+   Override ``reset_connection()`` to drop per-connection state (sequence counters...).
+   ``feed`` also turns BookError, bad JSON, KeyError/TypeError/IndexError/ValueError into
+   rejections, so a hostile frame can never stop the loop.
+2. Subclass :class:`MarketDataCollector`: set ``name``, ``parser_class``, ``default_url``,
+   ``url_env`` (and ``default_rest_url`` / ``rest_url_env``), ``stale_after_default``; implement
+   ``subscribe_messages()`` (frames sent after every connect) and, if the exchange can resync one
+   symbol without reconnecting, ``async resync(ws, symbols)`` (default: reconnect).
+   REST work (Binance snapshot) goes in a task started from ``on_connected(ws)``; feed its body to
+   the parser with ``self.feed_rest(body)`` so recording and counting stay in one place.
+3. Register it in ``exchanges/__init__.py`` (one line), add ``replay/<name>.py`` and fixtures.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from .._book import OrderBook
+from ..errors import BookError, ProtocolError
+from ..events import BookSnapshot, BookUpdate, Event, Gap, Rejected, Trade
+from ..symbols import Instrument, instrument
+
+__all__ = ["FeedParser", "MarketDataCollector", "LogLimiter", "Backoff"]
+
+log = logging.getLogger("alphapulse.exchanges")
+
+SYNCING, LIVE, RESYNCING = "syncing", "live", "resyncing"
+
+
+def _discard(event: Event) -> None:
+    pass
+
+
+class LogLimiter:
+    """Log the first occurrence of each reason at once, then at most one summary per interval."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._next: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, reason: str, message: str) -> None:
+        now = time.monotonic()
+        due = self._next.get(reason)
+        if due is not None and now < due:
+            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            return
+        more = self._suppressed.pop(reason, 0)
+        suffix = f" ({more} more since last report)" if more else ""
+        self._logger.warning("%s: %s%s", reason, message[:300], suffix)
+        self._next[reason] = now + self._interval
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter (AWS architecture blog's "full jitter")."""
+
+    def __init__(self, initial: float = 0.5, cap: float = 30.0, *, rng: random.Random | None = None):
+        self.initial, self.cap, self.attempt = initial, cap, 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.initial * (2 ** min(self.attempt, 30)))
+        self.attempt += 1
+        # Never 0: a tight reconnect loop against a refusing host helps nobody.
+        return max(self.initial / 10, self._rng.uniform(0, ceiling))
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class FeedParser:
+    """Sans-IO core of a collector: frames in, books updated, events out, resyncs requested.
+
+    The live read loop, ``alphapulse verify`` and the tests drive the same instance type.
+    ``symbols=None`` accepts every symbol the feed mentions (verify); otherwise frames about
+    other symbols are rejected as ``unknown_symbol``.
+    """
+
+    exchange: ClassVar[str] = ""
+    check_crossed: ClassVar[bool] = True
+
+    def __init__(self, symbols: Iterable[str] | None = None, *,
+                 sink: Callable[[Event], None] | None = None, depth: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.sink: Callable[[Event], None] = sink or _discard
+        self.symbols: tuple[str, ...] | None = (
+            None if symbols is None else tuple(instrument(self.exchange, s).symbol for s in symbols))
+        self.depth = depth
+        self.books: dict[str, OrderBook] = {}
+        self.natives: dict[str, str] = {}                 # normalised -> native symbol
+        self.activity: dict[str, float] = {}              # channel -> clock() of last frame
+        self._clock = clock
+        self._states: dict[str, str] = {}
+        self._pending: dict[str, str] = {}                # symbol -> reason, for the IO layer
+        self._last_trade: dict[str, int] = {}
+        self._log = LogLimiter(log)
+        self.messages = self.trades = self.snapshots = self.updates = 0
+        self.checksum_ok = self.checksum_failed = self.gaps = self.resyncs = 0
+        self.duplicates = 0
+        self.rejected: dict[str, int] = {}
+
+    # ---- the one entry point --------------------------------------------------------------
+    def feed(self, frame: bytes | str, ts_recv: int | None = None) -> None:
+        """Process one raw frame (WebSocket text frame or REST body) received at ``ts_recv``."""
+        self.messages += 1
+        if ts_recv is None:
+            ts_recv = time.time_ns()
+        try:
+            self.parse(frame, ts_recv)
+        except ProtocolError as exc:
+            self.reject(exc.reason, exc.detail, ts_recv)
+        except BookError as exc:
+            self.reject(f"bad_{exc.field or 'level'}", str(exc), ts_recv)
+        except orjson.JSONDecodeError as exc:
+            self.reject("bad_json", str(exc), ts_recv)
+        except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
+            self.reject("malformed", f"{type(exc).__name__}: {exc}", ts_recv)
+        except RecursionError:
+            self.reject("malformed", "nesting too deep", ts_recv)
+
+    def parse(self, frame: bytes | str, ts_recv: int) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ---- state ----------------------------------------------------------------------------
+    def state(self, symbol: str) -> str:
+        """``"syncing"`` until the first snapshot, ``"live"``, ``"resyncing"`` after a gap."""
+        return self._states.get(symbol, SYNCING)
+
+    @property
+    def pending_resync(self) -> bool:
+        return bool(self._pending)
+
+    def take_resyncs(self) -> dict[str, str]:
+        """Symbols whose book must be rebuilt (symbol -> reason); ``""`` means the connection."""
+        pending, self._pending = self._pending, {}
+        return pending
+
+    def resume_offline(self, symbol: str) -> None:
+        """Offline (verify) there is no fresh snapshot to fetch: carry on from the local book.
+
+        The next integrity check (a checksum, a sequence) decides whether that was right;
+        a later snapshot in the capture replaces the book anyway.
+        """
+        if symbol in self.books and self._states.get(symbol) == RESYNCING:
+            self._states[symbol] = LIVE
+
+    def reset_connection(self) -> None:
+        """Forget per-connection state (sequence counters, channel ids).  Subclasses extend."""
+
+    def connection_lost(self, ts_recv: int | None = None) -> None:
+        """The socket went away: every live book may have missed updates until resubscribed."""
+        ts_recv = ts_recv or time.time_ns()
+        for symbol, st in list(self._states.items()):
+            if st == LIVE:
+                self.gap(symbol, "reconnect", "connection lost; resnapshot", -1, ts_recv,
+                         request=False)
+        self._pending.clear()      # reconnecting resubscribes everything anyway
+        self.reset_connection()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages, "trades": self.trades, "books": len(self.books),
+            "snapshots": self.snapshots, "updates": self.updates,
+            "checksum_ok": self.checksum_ok, "checksum_failed": self.checksum_failed,
+            "gaps": self.gaps, "resyncs": self.resyncs, "duplicates": self.duplicates,
+            "rejected": dict(self.rejected),
+        }
+
+    # ---- helpers for subclasses -----------------------------------------------------------
+    def touch(self, channel: str) -> None:
+        self.activity[channel] = self.activity["*"] = self._clock()
+
+    def wants(self, symbol: str) -> bool:
+        return self.symbols is None or symbol in self.symbols
+
+    def reject(self, reason: str, detail: str, ts_recv: int) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        self._log.warning(f"{self.exchange} rejected {reason}", detail)
+        self.sink(Rejected(self.exchange, reason, detail[:500], ts_recv))
+
+    def book_for(self, inst: Instrument) -> OrderBook:
+        book = self.books.get(inst.symbol)
+        if book is None:
+            book = OrderBook(inst.symbol, inst.price_precision, inst.size_precision,
+                             exchange=self.exchange, depth=self.depth)
+            self.books[inst.symbol] = book
+            self.natives[inst.symbol] = inst.native
+        return book
+
+    def apply_snapshot(self, book: OrderBook, bids: Any, asks: Any, ts_event: int,
+                       ts_recv: int) -> None:
+        """Replace ``book`` (sequence keeps rising) and go live; emits BookSnapshot."""
+        delta = book.snapshot(bids, asks)
+        symbol = book.symbol
+        self._states[symbol] = LIVE
+        self._pending.pop(symbol, None)
+        self.snapshots += 1
+        self.sink(BookSnapshot(self.exchange, symbol, self.natives[symbol], delta, ts_event,
+                               ts_recv))
+
+    def apply_update(self, book: OrderBook, changes: Any, ts_event: int, ts_recv: int,
+                     verify: Callable[[OrderBook], bool] | None = None) -> bool:
+        """Apply one message's changes.  Returns False (and requests a resync) on failure.
+
+        ``verify`` (e.g. a checksum comparison) runs on the book after the changes; when it
+        fails the update is not emitted: the book is wrong and is being rebuilt.
+        """
+        delta = book.apply(changes)
+        if verify is not None and not verify(book):
+            return False
+        symbol = book.symbol
+        self.updates += 1
+        self.sink(BookUpdate(self.exchange, symbol, self.natives[symbol], delta, ts_event,
+                             ts_recv))
+        if self.check_crossed and book.crossed:
+            self.gap(symbol, "crossed", f"best bid {book.best_bid()} >= best ask "
+                     f"{book.best_ask()}", -1, ts_recv)
+            return False
+        return True
+
+    def on_trade(self, symbol: str, native: str, price: str, size: str, side: str,
+                 trade_id: str, ts_event: int, ts_recv: int, seq: int | None = None) -> None:
+        """Emit a Trade unless ``seq`` (integer trade id) was already seen; count id jumps."""
+        if seq is not None:
+            last = self._last_trade.get(symbol)
+            if last is not None:
+                if seq <= last:
+                    self.duplicates += 1
+                    return
+                if seq > last + 1:
+                    self.gap(symbol, "trade_id", f"trade ids {last + 1}..{seq - 1} missed",
+                             seq - last - 1, ts_recv, request=False)
+            self._last_trade[symbol] = seq
+        self.trades += 1
+        self.sink(Trade(self.exchange, symbol, native, price, size, side,  # type: ignore[arg-type]
+                        trade_id, ts_event, ts_recv))
+
+    def gap(self, symbol: str, reason: str, detail: str, missed: int, ts_recv: int, *,
+            request: bool = True) -> None:
+        """Data was missed: emit Gap; with ``request`` mark ``resyncing`` and queue a resync."""
+        self.gaps += 1
+        self._log.warning(f"{self.exchange} gap {reason}", f"{symbol}: {detail}")
+        self.sink(Gap(self.exchange, symbol, reason, detail, missed, ts_recv))
+        if reason == "trade_id":
+            return
+        if symbol:
+            self._states[symbol] = RESYNCING
+        else:
+            for s in self._states:
+                self._states[s] = RESYNCING
+        self.resyncs += 1
+        if request:
+            self._pending[symbol] = reason
+
+
+class _Reconnect(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MarketDataCollector:
+    """Connect, subscribe, read, verify, resync, reconnect: forever until :meth:`stop`.
+
+    ``sink`` receives every Event in order, synchronously from the read loop (keep it fast).
+    ``stale_after`` maps a channel name (``"*"`` = any frame) to seconds without data after
+    which the connection is declared dead and replaced; the transport ping (``ping_interval``
+    / ``ping_timeout``) catches dead sockets, the staleness deadline catches live sockets whose
+    data stopped.  ``max_lifetime`` reconnects proactively (Binance.US cuts at 24 h).
+    """
+
+    name: ClassVar[str] = ""
+    parser_class: ClassVar[type[FeedParser]] = FeedParser
+    default_url: ClassVar[str] = ""
+    url_env: ClassVar[str] = ""
+    default_rest_url: ClassVar[str | None] = None
+    rest_url_env: ClassVar[str | None] = None
+    stale_after_default: ClassVar[Mapping[str, float]] = {"*": 30.0}
+
+    def __init__(self, symbols: list[str], *, url: str | None = None,
+                 rest_url: str | None = None, sink: Callable[[Event], None] | None = None,
+                 depth: int = 0, ping_interval: float | None = 20.0,
+                 ping_timeout: float | None = 20.0, stale_after: Mapping[str, float] | None = None,
+                 backoff_initial: float = 0.5, backoff_max: float = 30.0,
+                 open_timeout: float = 10.0, max_lifetime: float | None = None,
+                 max_frame: int = 64 << 20, recorder: Any = None, **options: Any) -> None:
+        if not symbols:
+            raise ValueError("symbols: at least one symbol is required")
+        self.symbols = list(symbols)
+        self.url = url or os.environ.get(self.url_env or "-", "") or self.default_url
+        env_rest = os.environ.get(self.rest_url_env, "") if self.rest_url_env else ""
+        self.rest_url = rest_url or env_rest or self.default_rest_url
+        self.sink = sink or _discard
+        self.depth = depth
+        self.options = options
+        self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
+        self.stale_after = dict(self.stale_after_default if stale_after is None else stale_after)
+        self.open_timeout, self.max_lifetime, self.max_frame = open_timeout, max_lifetime, max_frame
+        self.recorder = recorder
+        self.backoff = Backoff(backoff_initial, backoff_max)
+        self.parser = self.make_parser()
+        self.reconnects = 0
+        self.disconnects: dict[str, int] = {}
+        self.connected = False
+        self.last_message_ts = 0.0
+        self._ws: ClientConnection | None = None
+        self._stopping = asyncio.Event()
+        self._close_reason: str | None = None
+
+    # ---- hooks ----------------------------------------------------------------------------
+    def make_parser(self) -> FeedParser:
+        return self.parser_class(self.symbols, sink=self.sink, depth=self.depth, **self.options)
+
+    def subscribe_messages(self) -> list[str | bytes]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def on_connected(self, ws: ClientConnection) -> None:
+        """Sends ``subscribe_messages()``.  Override to add REST work (start it as a task)."""
+        for message in self.subscribe_messages():
+            await ws.send(message)
+
+    async def resync(self, ws: ClientConnection, symbols: dict[str, str]) -> None:
+        """Rebuild these books.  Default: a new connection resubscribes and resnapshots all."""
+        raise _Reconnect("resync")
+
+    # ---- public face ----------------------------------------------------------------------
+    @property
+    def books(self) -> dict[str, OrderBook]:
+        return self.parser.books
+
+    def state(self, symbol: str) -> str:
+        return self.parser.state(symbol)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        out = self.parser.stats()
+        out.update(connected=self.connected, last_message_ts=self.last_message_ts,
+                   reconnects=self.reconnects, disconnects=dict(self.disconnects))
+        return out
+
+    def feed_rest(self, body: bytes, ts_recv: int | None = None) -> None:
+        """Hand a REST response body to the parser (recorded like a frame)."""
+        ts_recv = ts_recv or time.time_ns()
+        if self.recorder is not None:
+            self.recorder.write(body, ts_recv, source="rest")
+        self.parser.feed(body, ts_recv)
+        if self.parser.pending_resync and self._ws is not None:
+            asyncio.get_running_loop().create_task(self._resync_soon(self._ws))
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`.  Never raises for network or protocol trouble."""
+        self._stopping.clear()
+        while not self._stopping.is_set():
+            reason = await self._connect_once()
+            if self._stopping.is_set():
+                break
+            self.reconnects += 1
+            self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
+            self.parser.connection_lost()
+            delay = self.backoff.next_delay()
+            log.info("%s: reconnecting in %.2fs (%s)", self.name, delay, reason)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            except TimeoutError:
+                pass
+
+    # ---- internals ------------------------------------------------------------------------
+    async def _connect_once(self) -> str:
+        self._close_reason = None
+        try:
+            async with connect(self.url, ping_interval=self.ping_interval,
+                               ping_timeout=self.ping_timeout, open_timeout=self.open_timeout,
+                               close_timeout=2, max_size=self.max_frame, compression=None,
+                               max_queue=None) as ws:
+                self._ws, self.connected = ws, True
+                watchdog = asyncio.get_running_loop().create_task(self._watchdog(ws))
+                try:
+                    await self._session(ws)
+                finally:
+                    watchdog.cancel()
+                    self._ws, self.connected = None, False
+            return self._close_reason or "closed"
+        except _Reconnect as exc:
+            return exc.reason
+        except ConnectionClosed as exc:
+            if self._close_reason:
+                return self._close_reason
+            sent = exc.sent
+            if sent is not None and sent.code == 1011 and exc.rcvd is None:
+                return "ping_timeout"
+            return "closed" if exc.rcvd is not None else "dropped"
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            log.warning("%s: connect to %s failed: %s", self.name, self.url, exc)
+            return "connect_failed"
+        finally:
+            self._ws, self.connected = None, False
+
+    async def _session(self, ws: ClientConnection) -> None:
+        parser, feed, recorder = self.parser, self.parser.feed, self.recorder
+        now = parser._clock()
+        for channel in self.stale_after:
+            parser.activity[channel] = now      # deadlines start at connect
+        snapshots_before = parser.snapshots
+        await self.on_connected(ws)
+        recv = ws.recv
+        while True:
+            frame = await recv(decode=False)
+            ts = time.time_ns()
+            self.last_message_ts = ts / 1e9
+            if recorder is not None:
+                recorder.write(frame, ts)
+            feed(frame, ts)
+            if parser.pending_resync:
+                await self.resync(ws, parser.take_resyncs())
+            if snapshots_before >= 0 and parser.snapshots > snapshots_before:
+                self.backoff.reset()            # a connection that synced is a healthy one
+                snapshots_before = -1
+
+    async def _resync_soon(self, ws: ClientConnection) -> None:
+        try:
+            await self.resync(ws, self.parser.take_resyncs())
+        except _Reconnect as exc:
+            self._close_reason = exc.reason
+            await ws.close()
+
+    async def _watchdog(self, ws: ClientConnection) -> None:
+        started = time.monotonic()
+        clock = self.parser._clock
+        deadlines = self.stale_after
+        period = min([0.5, *(v / 4 for v in deadlines.values())])
+        while True:
+            await asyncio.sleep(period)
+            now = clock()
+            for channel, limit in deadlines.items():
+                if now - self.parser.activity.get(channel, now) > limit:
+                    self._close_reason = "stale" if channel == "*" else f"stale_{channel}"
+                    log.warning("%s: no %s data for %.1fs; reconnecting", self.name,
+                                "" if channel == "*" else channel, limit)
+                    ws.transport.abort()        # the feed is dead: no polite close handshake
+                    return
+            if self.max_lifetime is not None and time.monotonic() - started > self.max_lifetime:
+                self._close_reason = "lifetime"
+                await ws.close()
+                return
