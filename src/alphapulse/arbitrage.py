@@ -1,0 +1,512 @@
+"""Cross-exchange arbitrage detection with fees, staleness, resync and crossed-book guards.
+
+Pure library code, synchronous, no I/O (the asyncio adapter at the bottom only moves results
+onto a queue).  Typical use::
+
+    detector = ArbitrageDetector(fees={"kraken": 40, "coinbase": 120}, threshold_bps=5,
+                                 max_age_s=5.0, notional=10_000)
+    detector.callbacks.append(print)            # every opened/closed Opportunity
+    for event in events:                        # BookSnapshot / BookUpdate / Gap (others ignored)
+        for opp in detector.on_event(event):    # the same Opportunities, returned
+            ...
+    detector.expire()                           # call periodically: closes opportunities whose
+                                                # book went silent (see run_expiry())
+    detector.open_opportunities()               # what is open now
+    detector.recent("BTC-USD", limit=50, min_bps=10)
+    detector.books["BTC-USD"].bbo()             # the consolidated view it maintains
+
+    async for opp in detector.stream():         # async iterator over opened/closed events
+        ...
+
+The rule.  For a symbol quoted on venues A and B, buying on A at A's best ask and selling on B at
+B's best bid makes, per unit bought, ``bid_B * (1 - fee_B) - ask_A * (1 + fee_A)``.  In basis
+points of the buy notional::
+
+    gross_bps = (bid_B - ask_A) / ask_A * 10_000
+    net_bps   = gross_bps - fee_A_bps - fee_B_bps * bid_B / ask_A
+
+(the sell leg's fee is charged on the higher sell price, hence the ratio; it is the "gross minus
+both taker fees" of the issue, computed exactly).  An opportunity is open while
+``net_bps > threshold_bps`` and both books pass the guards: live (not resyncing since a ``Gap``),
+not crossed in themselves, and fresh (last event received no more than ``max_age_s`` before the
+detector's clock).  One opportunity per (symbol, buy venue, sell venue) while the condition
+holds: it is reported once when it opens and once when it closes (``status`` "open" /
+"closed", ``duration_s``, ``close_reason``); changes while open are tracked (``updates``,
+``peak_net_bps``, ``last_net_bps``) but not re-emitted.
+
+The hot path: only a book event that changes its venue's top of book (price or size) reaches the
+opportunity check, and only pairs involving that venue are examined.
+
+Fees are taker fees in basis points per exchange (``fees=`` overrides ``DEFAULT_TAKER_FEES_BPS``
+entry by entry; an exchange with no entry uses ``default_fee_bps``).  Defaults are each venue's
+entry-tier spot taker rate as published (checked 2026-11; volume tiers lower them, so configure
+your own):
+
+    coinbase   120 bps  Coinbase Advanced, $0-1K 30-day volume: taker 1.20% / maker 0.60%
+                        (help.coinbase.com "Coinbase Advanced fees"; the tier table is behind login)
+    kraken      40 bps  Kraken Pro spot, $0-10K: taker 0.40% / maker 0.25%
+                        (kraken.com/features/fee-schedule)
+    binanceus   60 bps  Binance.US Tier 0 taker 0.60% (binance.us/fees).  UNSURE: could not be
+                        confirmed from a primary source offline; ccxt still lists the older 0.10%.
+
+Metrics hooks for the server (plain attributes, read them or wrap the callbacks):
+``stats`` (dict of counters: events, top_changes, evaluations, opened, closed, suppressed_stale,
+suppressed_resyncing, suppressed_crossed, callback_errors); every ``Opportunity`` carries
+``latency_s`` (detector clock at detection minus the triggering event's ``ts_recv``),
+``net_bps``/``gross_bps`` and, when closed, ``duration_s`` - observe them from a callback to fill
+histograms.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from .consolidated import COMMON_DECIMALS, LIVE, ConsolidatedBook, ConsolidatedBooks, VenueQuote
+from .consolidated import format_scaled
+from .events import BookSnapshot, BookUpdate, Gap
+
+__all__ = [
+    "DEFAULT_TAKER_FEES_BPS",
+    "ArbitrageDetector",
+    "Opportunity",
+    "OpportunityStream",
+    "run_expiry",
+]
+
+DEFAULT_TAKER_FEES_BPS: dict[str, float] = {"coinbase": 120.0, "kraken": 40.0, "binanceus": 60.0}
+
+_FEE_UNIT = 1_000_000            # fees are applied exactly as integers of 1e-6 bps
+_BPS = 10_000 * _FEE_UNIT
+_SCALE = 10 ** COMMON_DECIMALS
+_WALK_LEVELS = 50                # levels read per side when walking books to the notional
+
+
+@dataclass(frozen=True, slots=True)
+class Opportunity:
+    """One cross-exchange opportunity, as reported when it opened or when it closed.
+
+    Prices and sizes are exact decimal text (each venue's own precision).  Timestamps are int
+    nanoseconds: ``detected_ns``/``closed_ns`` on the detector's clock, ``*_ts_event`` /
+    ``*_ts_recv`` those of the two books' last events at detection.  The ``walk_*`` fields walk
+    both books from the top until ``walk_notional`` (quote currency, on the buy side) is
+    reached or the next pair of levels stops paying after fees.
+    """
+
+    id: int
+    status: str                   # "open" (the opened event) | "closed"
+    symbol: str
+    buy_exchange: str
+    buy_price: str                # buy venue's best ask
+    buy_size: str                 # size at that ask
+    sell_exchange: str
+    sell_price: str               # sell venue's best bid
+    sell_size: str
+    size: str                     # min(buy_size, sell_size): tradable at the top prices
+    gross_bps: float
+    net_bps: float
+    buy_fee_bps: float
+    sell_fee_bps: float
+    threshold_bps: float
+    walk_notional: float          # target
+    walk_size: str                # base quantity the walk fills
+    walk_cost: str                # quote spent buying it (exact)
+    walk_proceeds: str            # quote received selling it (exact)
+    walk_gross_bps: float         # size-weighted
+    walk_net_bps: float
+    detected_ns: int
+    trigger_ts_recv: int          # ts_recv of the book event that opened it
+    latency_s: float              # detected_ns - trigger_ts_recv, seconds
+    buy_ts_event: int
+    buy_ts_recv: int
+    sell_ts_event: int
+    sell_ts_recv: int
+    closed_ns: int | None = None
+    duration_s: float | None = None
+    close_reason: str | None = None   # "edge" | "stale" | "resyncing" | "crossed" | "empty"
+    updates: int = 0              # top-of-book changes seen while open
+    peak_net_bps: float = 0.0
+    last_net_bps: float = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "open"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the form the HTTP and WebSocket endpoints send)."""
+        return dataclasses.asdict(self)
+
+
+class _Tracked:
+    """Mutable bookkeeping of an open opportunity (the emitted Opportunity stays frozen)."""
+
+    __slots__ = ("opp", "updates", "peak", "last")
+
+    def __init__(self, opp: Opportunity) -> None:
+        self.opp = opp
+        self.updates = 0
+        self.peak = opp.net_bps
+        self.last = opp.net_bps
+
+
+def _exact_text(value: int, decimals: int) -> str:
+    """A non-negative int scaled by 10**decimals as the shortest exact decimal text."""
+    digits = str(value).rjust(decimals + 1, "0")
+    whole, frac = digits[:-decimals], digits[-decimals:].rstrip("0")
+    return f"{whole}.{frac}" if frac else whole
+
+
+def _fee_units(exchange: str, bps: float) -> int:
+    if not 0 <= bps < 10_000:
+        raise ValueError(f"fee for {exchange!r} must be in [0, 10000) bps, got {bps!r}")
+    return int(Decimal(str(bps)) * _FEE_UNIT)
+
+
+class ArbitrageDetector:
+    """Synchronous opportunity detector over the cross-exchange books of many symbols.
+
+    ``fees``: taker fee in bps per exchange (merged over ``DEFAULT_TAKER_FEES_BPS``);
+    ``threshold_bps``: the net edge must exceed it; ``max_age_s``: books whose last event was
+    received longer ago (by ``clock``) are stale; ``notional``: quote amount the size-weighted
+    walk aims for; ``clock``: ``() -> int`` ns, ``time.time_ns`` by default (inject one in
+    tests / replays); ``history``: closed opportunities kept per symbol for ``recent()``;
+    ``books``: share an existing ``ConsolidatedBooks`` (then feed only the detector).
+    """
+
+    def __init__(self, fees: Mapping[str, float] | None = None, threshold_bps: float = 0.0,
+                 max_age_s: float = 5.0, notional: float = 10_000.0, *,
+                 default_fee_bps: float = 60.0, clock: Callable[[], int] = time.time_ns,
+                 history: int = 1000, books: ConsolidatedBooks | None = None) -> None:
+        if max_age_s <= 0:
+            raise ValueError(f"max_age_s must be positive, got {max_age_s!r}")
+        if notional <= 0:
+            raise ValueError(f"notional must be positive, got {notional!r}")
+        merged = dict(DEFAULT_TAKER_FEES_BPS)
+        merged.update(fees or {})
+        self.fees: dict[str, float] = {k: float(v) for k, v in merged.items()}
+        self._fee_units = {k: _fee_units(k, v) for k, v in self.fees.items()}
+        self.default_fee_bps = float(default_fee_bps)
+        self._default_fee_units = _fee_units("default", self.default_fee_bps)
+        self.threshold_bps = float(threshold_bps)
+        self.max_age_s = float(max_age_s)
+        self._max_age_ns = int(max_age_s * 1e9)
+        self.notional = float(notional)
+        self._notional = int(Decimal(str(notional)) * _SCALE * _SCALE)
+        self.clock = clock
+        self.books = books if books is not None else ConsolidatedBooks()
+        # A book that was stale becomes usable on its next event, even one below the top.
+        self.books.revive_ns = self._max_age_ns
+        for book in self.books._books.values():
+            book.revive_ns = self._max_age_ns
+        self.callbacks: list[Callable[[Opportunity], None]] = []
+        self._open: dict[str, dict[tuple[str, str], _Tracked]] = {}
+        self._history: dict[str, collections.deque[Opportunity]] = {}
+        self._history_len = history
+        self._next_id = 1
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("events", "top_changes", "evaluations", "opened", "closed", "suppressed_stale",
+             "suppressed_resyncing", "suppressed_crossed", "callback_errors"), 0)
+
+    def fee_bps(self, exchange: str) -> float:
+        return self.fees.get(exchange, self.default_fee_bps)
+
+    # --- feeding ---------------------------------------------------------------------------
+
+    def on_event(self, event: Any) -> list[Opportunity]:
+        """Apply a BookSnapshot/BookUpdate/Gap; returns the opportunities it opened or closed."""
+        self.stats["events"] += 1
+        kind = type(event)
+        if kind is BookUpdate:
+            book = self.books._books.get(event.symbol)
+            if book is None:
+                return []
+            quote = book._on_update(event)
+            if quote is None:
+                return []        # top of book unchanged: nothing can have opened or closed
+            changed = [(book, quote)]
+            for callback in self.books.on_change:
+                callback(book, quote)
+        elif kind is BookSnapshot or kind is Gap:
+            changed = self.books.on_event(event)
+        else:
+            return []
+        out: list[Opportunity] = []
+        now = self.clock()
+        for book, quote in changed:
+            self.stats["top_changes"] += 1
+            self._evaluate(book, quote, now, getattr(event, "ts_recv", now), out)
+        if out:
+            self._emit(out)
+        return out
+
+    def expire(self, now_ns: int | None = None) -> list[Opportunity]:
+        """Close open opportunities whose books went stale without another event."""
+        now = self.clock() if now_ns is None else now_ns
+        out: list[Opportunity] = []
+        for symbol, opened in list(self._open.items()):
+            for key, tracked in list(opened.items()):
+                book = self.books[symbol]
+                buy, sell = book.venue(key[0]), book.venue(key[1])
+                reason = self._guard(buy, now) or self._guard(sell, now)
+                if reason:
+                    out.append(self._close(symbol, key, reason, now, buy, sell))
+        if out:
+            self._emit(out)
+        return out
+
+    # --- the check -------------------------------------------------------------------------
+
+    def _evaluate(self, book: ConsolidatedBook, changed: VenueQuote, now: int, trigger: int,
+                  out: list[Opportunity]) -> None:
+        self.stats["evaluations"] += 1
+        opened = self._open.get(book.symbol)
+        for other in book.venues:
+            if other is changed:
+                continue
+            self._check(book, changed, other, now, trigger, opened, out)
+            self._check(book, other, changed, now, trigger, opened, out)
+
+    def _check(self, book: ConsolidatedBook, buy: VenueQuote, sell: VenueQuote, now: int,
+               trigger: int, opened: dict[tuple[str, str], _Tracked] | None,
+               out: list[Opportunity]) -> None:
+        tracked = opened.get((buy.exchange, sell.exchange)) if opened else None
+        if sell.bid_px <= buy.ask_px and tracked is None:
+            return                                   # the overwhelmingly common case
+        reason = self._guard(buy, now) or self._guard(sell, now)
+        net = 0.0
+        if not reason:
+            if sell.bid_px <= buy.ask_px:
+                reason = "edge" if buy.ask is not None and sell.bid is not None else "empty"
+            else:
+                fb, fs = self._fees(buy.exchange), self._fees(sell.exchange)
+                net = self._net_bps(buy.ask_px, sell.bid_px, fb, fs)
+                if net <= self.threshold_bps:
+                    reason = "edge"
+        if tracked is None:
+            if not reason:
+                out.append(self._open_new(book, buy, sell, net, now, trigger))
+            elif reason in ("stale", "resyncing", "crossed"):
+                self.stats["suppressed_" + reason] += 1
+        elif reason:
+            out.append(self._close(book.symbol, (buy.exchange, sell.exchange), reason, now,
+                                   buy, sell))
+        else:
+            tracked.updates += 1
+            tracked.last = net
+            if net > tracked.peak:
+                tracked.peak = net
+
+    def _guard(self, quote: VenueQuote, now: int) -> str:
+        if quote.state != LIVE:
+            return "resyncing"
+        if quote.crossed:
+            return "crossed"
+        if now - quote.ts_recv > self._max_age_ns:
+            return "stale"
+        return ""
+
+    def _fees(self, exchange: str) -> int:
+        units = self._fee_units.get(exchange)
+        return self._default_fee_units if units is None else units
+
+    @staticmethod
+    def _net_bps(ask: int, bid: int, fee_buy: int, fee_sell: int) -> float:
+        # Exact integer numerator, one correctly rounded division.
+        return (bid * (_BPS - fee_sell) - ask * (_BPS + fee_buy)) * 10_000 / (ask * _BPS)
+
+    def _open_new(self, book: ConsolidatedBook, buy: VenueQuote, sell: VenueQuote, net: float,
+                  now: int, trigger: int) -> Opportunity:
+        assert buy.ask is not None and sell.bid is not None
+        fb, fs = self._fees(buy.exchange), self._fees(sell.exchange)
+        size_decimals = max(buy.book.size_precision, sell.book.size_precision)  # type: ignore[union-attr]
+        walk = self._walk(buy, sell, fb, fs)
+        opp = Opportunity(
+            id=self._next_id, status="open", symbol=book.symbol,
+            buy_exchange=buy.exchange, buy_price=buy.ask[0], buy_size=buy.ask[1],
+            sell_exchange=sell.exchange, sell_price=sell.bid[0], sell_size=sell.bid[1],
+            size=format_scaled(min(buy.ask_sz, sell.bid_sz), size_decimals),
+            gross_bps=(sell.bid_px - buy.ask_px) * 10_000 / buy.ask_px, net_bps=net,
+            buy_fee_bps=self.fee_bps(buy.exchange), sell_fee_bps=self.fee_bps(sell.exchange),
+            threshold_bps=self.threshold_bps, walk_notional=self.notional,
+            walk_size=format_scaled(walk[0], size_decimals),
+            walk_cost=_exact_text(walk[1], 2 * COMMON_DECIMALS),
+            walk_proceeds=_exact_text(walk[2], 2 * COMMON_DECIMALS),
+            walk_gross_bps=(walk[2] - walk[1]) * 10_000 / walk[1] if walk[1] else 0.0,
+            walk_net_bps=((walk[2] * (_BPS - fs) - walk[1] * (_BPS + fb)) * 10_000
+                          / (walk[1] * _BPS)) if walk[1] else 0.0,
+            detected_ns=now, trigger_ts_recv=trigger, latency_s=(now - trigger) / 1e9,
+            buy_ts_event=buy.ts_event, buy_ts_recv=buy.ts_recv,
+            sell_ts_event=sell.ts_event, sell_ts_recv=sell.ts_recv,
+            peak_net_bps=net, last_net_bps=net)
+        self._next_id += 1
+        self._open.setdefault(book.symbol, {})[(buy.exchange, sell.exchange)] = _Tracked(opp)
+        self.stats["opened"] += 1
+        return opp
+
+    def _walk(self, buy: VenueQuote, sell: VenueQuote, fb: int, fs: int) -> tuple[int, int, int]:
+        """Fill against buy's asks and sell's bids, best first: (size, cost, proceeds).
+
+        Size at COMMON_DECIMALS, cost/proceeds at 2*COMMON_DECIMALS.  Stops at the notional
+        (the last fill is cut to it, rounded down to the coarser size step of the two venues),
+        at the first level pair that no longer pays after fees, or when a side runs out.
+        """
+        assert buy.book is not None and sell.book is not None
+        step = 10 ** (COMMON_DECIMALS - min(buy.book.size_precision, sell.book.size_precision))
+        asks = [(int(p.replace(".", "")) * buy.px_mult, int(s.replace(".", "")) * buy.sz_mult)
+                for p, s in buy.book.asks(_WALK_LEVELS)]
+        bids = [(int(p.replace(".", "")) * sell.px_mult, int(s.replace(".", "")) * sell.sz_mult)
+                for p, s in sell.book.bids(_WALK_LEVELS)]
+        size = cost = proceeds = 0
+        i = j = 0
+        a_left = asks[0][1] if asks else 0
+        b_left = bids[0][1] if bids else 0
+        while i < len(asks) and j < len(bids):
+            ask, bid = asks[i][0], bids[j][0]
+            if bid * (_BPS - fs) <= ask * (_BPS + fb):
+                break
+            qty = min(a_left, b_left)
+            room = self._notional - cost
+            if ask * qty >= room:
+                qty = room // ask // step * step
+                size += qty
+                cost += ask * qty
+                proceeds += bid * qty
+                break
+            size += qty
+            cost += ask * qty
+            proceeds += bid * qty
+            a_left -= qty
+            b_left -= qty
+            if a_left == 0:
+                i += 1
+                a_left = asks[i][1] if i < len(asks) else 0
+            if b_left == 0:
+                j += 1
+                b_left = bids[j][1] if j < len(bids) else 0
+        return size, cost, proceeds
+
+    def _close(self, symbol: str, key: tuple[str, str], reason: str, now: int,
+               buy: VenueQuote, sell: VenueQuote) -> Opportunity:
+        opened = self._open[symbol]
+        tracked = opened.pop(key)
+        if not opened:
+            del self._open[symbol]
+        if reason == "stale":
+            # It ended when the older book crossed max_age, not when we happened to look.
+            now = min(now, min(buy.ts_recv, sell.ts_recv) + self._max_age_ns)
+        start = tracked.opp.detected_ns
+        now = max(now, start)
+        closed = dataclasses.replace(
+            tracked.opp, status="closed", closed_ns=now, duration_s=(now - start) / 1e9,
+            close_reason=reason, updates=tracked.updates, peak_net_bps=tracked.peak,
+            last_net_bps=tracked.last)
+        history = self._history.get(symbol)
+        if history is None:
+            history = self._history[symbol] = collections.deque(maxlen=self._history_len)
+        history.append(closed)
+        self.stats["closed"] += 1
+        return closed
+
+    def _emit(self, opportunities: list[Opportunity]) -> None:
+        for callback in self.callbacks:
+            for opp in opportunities:
+                try:
+                    callback(opp)
+                except Exception:       # a consumer's bug must not stop detection
+                    self.stats["callback_errors"] += 1
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def open_opportunities(self, symbol: str | None = None) -> list[Opportunity]:
+        """Open opportunities (as at their opening, with live ``updates``/peak/last edge)."""
+        groups = [self._open.get(symbol, {})] if symbol else list(self._open.values())
+        return [dataclasses.replace(t.opp, updates=t.updates, peak_net_bps=t.peak,
+                                    last_net_bps=t.last)
+                for group in groups for t in group.values()]
+
+    open = open_opportunities   # the contract's short name
+
+    def recent(self, symbol: str, limit: int = 100, min_bps: float | None = None
+               ) -> list[Opportunity]:
+        """Newest first: open then closed opportunities for ``symbol`` whose net edge at
+        detection is at least ``min_bps``; at most ``limit``."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        items = self.open_opportunities(symbol) + list(self._history.get(symbol, ()))
+        if min_bps is not None:
+            items = [o for o in items if o.net_bps >= min_bps]
+        items.sort(key=lambda o: o.detected_ns, reverse=True)
+        return items[:limit]
+
+    def stream(self, maxsize: int = 1024) -> OpportunityStream:
+        """An async iterator over every opened/closed Opportunity from now on."""
+        return OpportunityStream(self, maxsize)
+
+
+class OpportunityStream:
+    """``async for opp in detector.stream()``: a callback that fills an ``asyncio.Queue``.
+
+    Create it inside the event loop that will consume it.  ``on_event`` may run in that loop
+    (then items are queued directly) or in another thread (then via
+    ``call_soon_threadsafe``).  When the consumer falls ``maxsize`` behind, the oldest item is
+    dropped and counted in ``dropped``.  ``close()`` (or leaving ``async with``) detaches it
+    and ends the iteration.
+    """
+
+    def __init__(self, detector: ArbitrageDetector, maxsize: int = 1024) -> None:
+        self._detector = detector
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self._queue: asyncio.Queue[Opportunity | None] = asyncio.Queue(maxsize)
+        self.dropped = 0
+        self._closed = False
+        detector.callbacks.append(self._push)
+
+    def _push(self, opp: Opportunity | None) -> None:
+        if threading.get_ident() == self._thread:
+            self._put(opp)
+        else:
+            self._loop.call_soon_threadsafe(self._put, opp)
+
+    def _put(self, opp: Opportunity | None) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(opp)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                self._detector.callbacks.remove(self._push)
+            except ValueError:
+                pass
+            self._push(None)
+
+    def __aiter__(self) -> AsyncIterator[Opportunity]:
+        return self
+
+    async def __anext__(self) -> Opportunity:
+        item = await self._queue.get()
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+    async def __aenter__(self) -> OpportunityStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def run_expiry(detector: ArbitrageDetector, interval_s: float = 0.5) -> None:
+    """Call ``detector.expire()`` every ``interval_s`` until cancelled (run it as a task)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        detector.expire()

@@ -1,0 +1,415 @@
+"""Cross-exchange view of one instrument: consolidated best bid/offer and aggregated depth.
+
+Pure library code, no I/O.  Feed it the same events every other subscriber gets::
+
+    books = ConsolidatedBooks()
+    books.on_event(event)             # BookSnapshot / BookUpdate / Gap; anything else is ignored
+    books["BTC-USD"].bbo()            # best bid and ask across venues, with venue, size and ages
+    books["BTC-USD"].depth(10)        # levels summed across venues, per-venue sizes kept
+
+How it stays incremental: each venue's book is mirrored in an ``OrderBook`` that is advanced with
+``apply_delta(event.delta)`` (the exact delta the collector applied, so the mirror is the
+collector's book, level for level, and a missed delta is caught as a ``SequenceError``).  After
+each delta only that venue's top of book is read and compared with the previous one; the
+cross-venue best is recomputed (over at most a handful of venues) only when a top changed.
+Nothing is ever rebuilt from scratch.
+
+Prices and sizes stay exact: tops are kept as the book's decimal text and, for comparisons across
+venues that quote at different precisions (Kraken BTC/USD at 0.1, Coinbase at 0.01), as integers
+scaled to ``COMMON_DECIMALS``.
+
+Venue states: ``"live"`` after a snapshot; ``"resyncing"`` after a ``Gap`` for that venue (or for
+the venue's whole connection, ``Gap.symbol == ""``) or after a delta that does not continue the
+mirror, until the next ``BookSnapshot``.  A venue that is resyncing, or whose own book is crossed
+(best bid >= best ask), is left out of the consolidated best and depth, and shown as such in
+``bbo()["venues"]``.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ._book import OrderBook
+from .errors import SequenceError
+from .events import BookSnapshot, BookUpdate, Gap
+
+__all__ = [
+    "COMMON_DECIMALS",
+    "ConsolidatedBook",
+    "ConsolidatedBooks",
+    "VenueQuote",
+    "format_scaled",
+]
+
+# Every venue's prices and sizes are compared as integers with this many decimals.  12 covers
+# every precision the exchanges use (Binance.US: 8) and keeps BTC prices under 2**63.
+COMMON_DECIMALS = 12
+
+LIVE = "live"
+RESYNCING = "resyncing"
+SYNCING = "syncing"
+
+# Sentinels so the hot path compares ints without None checks: an empty bid side can never be
+# above anything, an empty ask side never below anything.
+NO_BID = -1
+NO_ASK = 1 << 127
+
+
+def _scaled(text: str, mult: int) -> int:
+    """Exact decimal text with the book's fixed number of decimals -> int at COMMON_DECIMALS."""
+    return int(text.replace(".", "")) * mult
+
+
+def format_scaled(value: int, decimals: int) -> str:
+    """An int at COMMON_DECIMALS as decimal text with ``decimals`` places (exact: no rounding
+    happens for values that came from books at that precision or coarser)."""
+    if decimals < COMMON_DECIMALS:
+        value //= 10 ** (COMMON_DECIMALS - decimals)
+    sign = "-" if value < 0 else ""
+    digits = str(abs(value))
+    if decimals == 0:
+        return sign + digits
+    digits = digits.rjust(decimals + 1, "0")
+    return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"
+
+
+class VenueQuote:
+    """One venue's book for one symbol, as the consolidated view sees it.
+
+    Read-only for users.  ``bid_px``/``ask_px``/``bid_sz``/``ask_sz`` are ints at
+    ``COMMON_DECIMALS`` (``NO_BID``/``NO_ASK`` and 0 when the side is empty); ``bid``/``ask`` are
+    the book's own ``(price, size)`` text or None.  ``ts_event``/``ts_recv`` are those of the
+    last event applied (how fresh the book is), ``top_ts_event``/``top_ts_recv`` those of the
+    event that last changed the top of book (how old the quote is).
+    """
+
+    __slots__ = (
+        "exchange", "symbol", "book", "state", "crossed", "bid", "ask",
+        "bid_px", "bid_sz", "ask_px", "ask_sz", "px_mult", "sz_mult",
+        "ts_event", "ts_recv", "top_ts_event", "top_ts_recv", "resync_reason",
+    )
+
+    def __init__(self, exchange: str, symbol: str) -> None:
+        self.exchange = exchange
+        self.symbol = symbol
+        self.book: OrderBook | None = None
+        self.state = SYNCING
+        self.crossed = False
+        self.bid: tuple[str, str] | None = None
+        self.ask: tuple[str, str] | None = None
+        self.bid_px = NO_BID
+        self.ask_px = NO_ASK
+        self.bid_sz = 0
+        self.ask_sz = 0
+        self.px_mult = 1
+        self.sz_mult = 1
+        self.ts_event = 0
+        self.ts_recv = 0
+        self.top_ts_event = 0
+        self.top_ts_recv = 0
+        self.resync_reason = ""
+
+    @property
+    def usable(self) -> bool:
+        """Live and not crossed in itself (staleness is the caller's call: it needs a clock)."""
+        return self.state == LIVE and not self.crossed
+
+    def _mirror_for(self, delta: Any) -> OrderBook:
+        book = self.book
+        if (book is None or book.price_precision != delta.price_precision
+                or book.size_precision != delta.size_precision):
+            if delta.price_precision > COMMON_DECIMALS or delta.size_precision > COMMON_DECIMALS:
+                raise ValueError(f"{self.exchange} {self.symbol}: precision above "
+                                 f"{COMMON_DECIMALS} decimals is not supported")
+            book = OrderBook(self.symbol, delta.price_precision, delta.size_precision,
+                             exchange=self.exchange)
+            self.book = book
+            self.px_mult = 10 ** (COMMON_DECIMALS - delta.price_precision)
+            self.sz_mult = 10 ** (COMMON_DECIMALS - delta.size_precision)
+        return book
+
+    def _read_top(self, ts_event: int, ts_recv: int) -> bool:
+        """Re-read the mirror's top; True when it differs from the last one seen."""
+        book = self.book
+        assert book is not None
+        bid = book.best_bid()
+        ask = book.best_ask()
+        if bid == self.bid and ask == self.ask:
+            return False
+        self.bid = bid
+        self.ask = ask
+        if bid is None:
+            self.bid_px, self.bid_sz = NO_BID, 0
+        else:
+            self.bid_px = _scaled(bid[0], self.px_mult)
+            self.bid_sz = _scaled(bid[1], self.sz_mult)
+        if ask is None:
+            self.ask_px, self.ask_sz = NO_ASK, 0
+        else:
+            self.ask_px = _scaled(ask[0], self.px_mult)
+            self.ask_sz = _scaled(ask[1], self.sz_mult)
+        self.crossed = bid is not None and ask is not None and self.bid_px >= self.ask_px
+        self.top_ts_event = ts_event
+        self.top_ts_recv = ts_recv
+        return True
+
+    def _clear_top(self) -> None:
+        self.bid = self.ask = None
+        self.bid_px, self.bid_sz, self.ask_px, self.ask_sz = NO_BID, 0, NO_ASK, 0
+        self.crossed = False
+
+    def snapshot(self, now_ns: int) -> dict[str, Any]:
+        """JSON-ready view of this venue (ages in seconds at ``now_ns``)."""
+        return {
+            "state": self.state,
+            "crossed": self.crossed,
+            "bid": list(self.bid) if self.bid else None,
+            "ask": list(self.ask) if self.ask else None,
+            "ts_event": self.ts_event,
+            "ts_recv": self.ts_recv,
+            "age_s": (now_ns - self.ts_recv) / 1e9 if self.ts_recv else None,
+            "top_age_s": (now_ns - self.top_ts_recv) / 1e9 if self.top_ts_recv else None,
+        }
+
+
+class ConsolidatedBook:
+    """Best bid/ask across venues and aggregated depth for one normalised symbol.
+
+    ``on_event(event)`` returns the ``VenueQuote`` whose top of book or state changed, or None
+    when the event left every top as it was (the common case, and the cheap one).
+    """
+
+    __slots__ = ("symbol", "venues", "_by_exchange", "best_bid", "best_ask", "updates",
+                 "top_changes", "sequence_errors", "ignored", "revive_ns")
+
+    def __init__(self, symbol: str, *, revive_ns: int = 0) -> None:
+        self.symbol = symbol
+        # When > 0, an event arriving more than revive_ns after the venue's previous one is
+        # reported as a change even if the top is the same: a book that was stale is fresh
+        # again, which can open an opportunity (the arbitrage detector sets it to max_age).
+        self.revive_ns = revive_ns
+        self.venues: list[VenueQuote] = []
+        self._by_exchange: dict[str, VenueQuote] = {}
+        self.best_bid: VenueQuote | None = None     # venue holding the consolidated best bid
+        self.best_ask: VenueQuote | None = None
+        self.updates = 0            # book events applied
+        self.top_changes = 0        # of which changed some venue's top
+        self.sequence_errors = 0    # deltas that did not continue the mirror (venue resynced)
+        self.ignored = 0            # deltas for a venue with no snapshot yet / resyncing
+
+    def venue(self, exchange: str) -> VenueQuote:
+        """The venue's quote, created (state "syncing") on first use."""
+        quote = self._by_exchange.get(exchange)
+        if quote is None:
+            quote = VenueQuote(exchange, self.symbol)
+            self._by_exchange[exchange] = quote
+            self.venues.append(quote)
+        return quote
+
+    def on_event(self, event: Any) -> VenueQuote | None:
+        kind = type(event)
+        if kind is BookUpdate:
+            return self._on_update(event)
+        if kind is BookSnapshot:
+            return self._on_snapshot(event)
+        if kind is Gap:
+            return self.on_gap(event.exchange, event.reason)
+        return None
+
+    def _on_update(self, event: BookUpdate) -> VenueQuote | None:
+        quote = self._by_exchange.get(event.exchange)
+        if quote is None or quote.state != LIVE:
+            # No snapshot yet, or resyncing: the next snapshot replaces the book anyway.
+            self.ignored += 1
+            return None
+        book = quote.book
+        assert book is not None
+        try:
+            book.apply_delta(event.delta)
+        except SequenceError:
+            # We missed a delta (e.g. a reader overrun upstream): the mirror can no longer be
+            # trusted, exactly as if the exchange had reported a gap.
+            self.sequence_errors += 1
+            return self.on_gap(event.exchange, "sequence")
+        self.updates += 1
+        previous = quote.ts_recv
+        quote.ts_event = event.ts_event
+        quote.ts_recv = event.ts_recv
+        if not quote._read_top(event.ts_event, event.ts_recv):
+            if self.revive_ns and event.ts_recv - previous > self.revive_ns:
+                return quote
+            return None
+        self.top_changes += 1
+        self._refresh_best()
+        return quote
+
+    def _on_snapshot(self, event: BookSnapshot) -> VenueQuote:
+        quote = self.venue(event.exchange)
+        quote._mirror_for(event.delta).apply_delta(event.delta)
+        self.updates += 1
+        self.top_changes += 1
+        quote.state = LIVE
+        quote.resync_reason = ""
+        quote.ts_event = event.ts_event
+        quote.ts_recv = event.ts_recv
+        quote._clear_top()
+        quote._read_top(event.ts_event, event.ts_recv)
+        self._refresh_best()
+        return quote
+
+    def on_gap(self, exchange: str, reason: str = "gap") -> VenueQuote | None:
+        """Mark a venue resyncing until its next snapshot (no-op for an unknown venue)."""
+        quote = self._by_exchange.get(exchange)
+        if quote is None or quote.state == RESYNCING:
+            return None
+        quote.state = RESYNCING
+        quote.resync_reason = reason
+        self._refresh_best()
+        return quote
+
+    def _refresh_best(self) -> None:
+        # A handful of venues: a linear pass beats maintaining a heap.  Ties keep the venue
+        # seen first, so the answer does not flap between venues quoting the same price.
+        best_bid = best_ask = None
+        for q in self.venues:
+            if q.state != LIVE or q.crossed:
+                continue
+            if q.bid is not None and (best_bid is None or q.bid_px > best_bid.bid_px):
+                best_bid = q
+            if q.ask is not None and (best_ask is None or q.ask_px < best_ask.ask_px):
+                best_ask = q
+        self.best_bid = best_bid
+        self.best_ask = best_ask
+
+    # --- queries (not on the hot path) -----------------------------------------------------
+
+    def bbo(self, now_ns: int | None = None) -> dict[str, Any]:
+        """Consolidated best bid and ask, each with venue and size, plus every venue's state.
+
+        ``{"symbol", "bid": {"price", "size", "exchange"} | None, "ask": {...} | None,
+        "spread": str | None, "crossed": bool (best bid >= best ask across venues),
+        "venues": {exchange: {"state", "crossed", "bid", "ask", "ts_event", "ts_recv",
+        "age_s", "top_age_s"}}}``.  Prices are each venue's own exact text.
+        """
+        now = time.time_ns() if now_ns is None else now_ns
+        out: dict[str, Any] = {"symbol": self.symbol, "bid": None, "ask": None,
+                               "spread": None, "crossed": False}
+        bb, ba = self.best_bid, self.best_ask
+        if bb is not None and bb.bid is not None:
+            out["bid"] = {"price": bb.bid[0], "size": bb.bid[1], "exchange": bb.exchange}
+        if ba is not None and ba.ask is not None:
+            out["ask"] = {"price": ba.ask[0], "size": ba.ask[1], "exchange": ba.exchange}
+        if out["bid"] and out["ask"]:
+            assert bb is not None and ba is not None and bb.book and ba.book
+            decimals = max(bb.book.price_precision, ba.book.price_precision)
+            out["spread"] = format_scaled(ba.ask_px - bb.bid_px, decimals)
+            out["crossed"] = bb.bid_px >= ba.ask_px
+        out["venues"] = {q.exchange: q.snapshot(now) for q in self.venues}
+        return out
+
+    def depth(self, n: int = 10) -> dict[str, Any]:
+        """The top ``n`` price levels per side, summed across usable venues.
+
+        Each level: ``{"price", "size", "venues": {exchange: size}}``, best first.  Levels of
+        venues quoting at different precisions merge when their prices are equal as numbers;
+        a level's text uses the finest precision among its venues.
+        """
+        if n <= 0:
+            raise ValueError(f"depth n must be positive, got {n}")
+        return {"symbol": self.symbol,
+                "bids": self._merge(n, bids=True),
+                "asks": self._merge(n, bids=False),
+                "venues": [q.exchange for q in self.venues if q.usable]}
+
+    def _merge(self, n: int, *, bids: bool) -> list[dict[str, Any]]:
+        # Any level in the consolidated top n is in its own venue's top n.
+        levels: dict[int, list[Any]] = {}   # price -> [size, price decimals, size decimals, {ex: size}]
+        for q in self.venues:
+            if not q.usable or q.book is None:
+                continue
+            book = q.book
+            rows = book.bids(n) if bids else book.asks(n)
+            for price, size in rows:
+                px = _scaled(price, q.px_mult)
+                sz = _scaled(size, q.sz_mult)
+                entry = levels.get(px)
+                if entry is None:
+                    levels[px] = [sz, book.price_precision, book.size_precision, {q.exchange: size}]
+                else:
+                    entry[0] += sz
+                    entry[1] = max(entry[1], book.price_precision)
+                    entry[2] = max(entry[2], book.size_precision)
+                    entry[3][q.exchange] = size
+        ordered = sorted(levels.items(), reverse=bids)[:n]
+        return [{"price": format_scaled(px, e[1]), "size": format_scaled(e[0], e[2]), "venues": e[3]}
+                for px, e in ordered]
+
+
+class ConsolidatedBooks:
+    """One ``ConsolidatedBook`` per normalised symbol, created on first sight of the symbol.
+
+    ``on_event`` routes BookSnapshot/BookUpdate/Gap events; a ``Gap`` with ``symbol == ""``
+    (the whole connection) marks the exchange resyncing in every symbol.  ``on_change``
+    callbacks get ``(book, venue_quote)`` whenever a venue's top of book or state changed.
+    """
+
+    def __init__(self, *, revive_ns: int = 0) -> None:
+        self.revive_ns = revive_ns      # passed to each ConsolidatedBook (see there)
+        self._books: dict[str, ConsolidatedBook] = {}
+        self.on_change: list[Callable[[ConsolidatedBook, VenueQuote], None]] = []
+
+    def __getitem__(self, symbol: str) -> ConsolidatedBook:
+        return self._books[symbol]
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self._books
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._books)
+
+    def __len__(self) -> int:
+        return len(self._books)
+
+    def get(self, symbol: str) -> ConsolidatedBook | None:
+        return self._books.get(symbol)
+
+    def book(self, symbol: str) -> ConsolidatedBook:
+        """The symbol's consolidated book, created empty on first use."""
+        book = self._books.get(symbol)
+        if book is None:
+            book = self._books[symbol] = ConsolidatedBook(symbol, revive_ns=self.revive_ns)
+        return book
+
+    def on_event(self, event: Any) -> list[tuple[ConsolidatedBook, VenueQuote]]:
+        """Apply one event; returns the (book, venue) pairs whose top or state changed."""
+        kind = type(event)
+        if kind is BookUpdate:
+            book = self._books.get(event.symbol)
+            if book is None:
+                return []
+            quote = book._on_update(event)
+        elif kind is BookSnapshot:
+            book = self.book(event.symbol)
+            quote = book._on_snapshot(event)
+        elif kind is Gap:
+            return self._on_gap(event)
+        else:
+            return []
+        if quote is None:
+            return []
+        for callback in self.on_change:
+            callback(book, quote)
+        return [(book, quote)]
+
+    def _on_gap(self, event: Gap) -> list[tuple[ConsolidatedBook, VenueQuote]]:
+        books = self._books.values() if event.symbol == "" else (
+            [self._books[event.symbol]] if event.symbol in self._books else [])
+        changed = []
+        for book in books:
+            quote = book.on_gap(event.exchange, event.reason)
+            if quote is not None:
+                changed.append((book, quote))
+                for callback in self.on_change:
+                    callback(book, quote)
+        return changed
