@@ -79,7 +79,11 @@ class Runtime:
         self.redis_writer: Any = None
         self.redis_reader: Any = None
         self.shm: Any = None
-        self.ws: WsFanout | None = None
+        if config.demo:
+            config = self.config = config.replace(symbols=DEMO_SYMBOLS)
+        self.ws = WsFanout(exchanges=config.exchanges, symbols=config.symbols, books=self.book,
+                           queue_size=config.ws_queue_size, metrics=self.metrics, bbo=self.bbo)
+        self.ws_endpoint = self.ws.endpoint
         self.app: Any = None
         self.server: _Server | None = None
         self.port: int | None = None
@@ -87,7 +91,7 @@ class Runtime:
         self._replays: contextlib.AsyncExitStack | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._server_task: asyncio.Task[None] | None = None
-        self._stopped = asyncio.Event()
+        self._stopped = False
 
     # --- ServerState: what the HTTP app and the WebSocket endpoint read ------------------------
 
@@ -107,6 +111,23 @@ class Runtime:
         if collector is None or collector.state(symbol) != "live":
             return None
         return collector.books.get(symbol)
+
+    def books(self, exchange: str) -> dict[str, OrderBook]:
+        """The live books of one exchange, by symbol."""
+        out = {}
+        for symbol in self.config.symbols:
+            book = self.book(exchange, symbol)
+            if book is not None:
+                out[symbol] = book
+        return out
+
+    def consolidated(self, symbol: str) -> Any:
+        """The cross-exchange book for ``symbol`` (None before any venue has a book)."""
+        return self.detector.books.get(symbol)
+
+    @property
+    def arbitrage(self) -> ArbitrageDetector:
+        return self.detector
 
     def bbo(self, symbol: str) -> dict[str, Any] | None:
         book = self.detector.books.get(symbol)
@@ -137,7 +158,8 @@ class Runtime:
             "exchanges": exchanges,
             "store": {"trades": sum(n for _, _, n, _ in self.store.sizes()),
                       "series": len(self.store.keys()), "capacity": self.store.capacity},
-            "websocket": {"clients": self.ws.stats["clients"] if self.ws else 0},
+            "websocket": {"clients": self.ws.stats["clients"],
+                          "slow_clients_closed": self.ws.stats["overflow_closed"]},
             "redis": None,
         }
         degraded = False
@@ -154,20 +176,14 @@ class Runtime:
         out["status"] = "unhealthy" if not healthy else ("degraded" if degraded else "ok")
         return out
 
-    async def websocket_endpoint(self, websocket: Any) -> None:
-        assert self.ws is not None
-        await self.ws.endpoint(websocket)
-
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start everything; returns once the HTTP server listens."""
+        """Start the data side (the app's lifespan calls this once uvicorn is up)."""
         config = self.config
         if config.demo:
             config = await self._start_demo(config)
             self.config = config
-        self.ws = WsFanout(exchanges=config.exchanges, symbols=config.symbols, books=self.book,
-                           queue_size=config.ws_queue_size, metrics=self.metrics, bbo=self.bbo)
         if config.source == "redis" or config.processes == 2:
             self.mirror = BookMirror()
             self.hub.subscribe(self.mirror)
@@ -200,7 +216,6 @@ class Runtime:
         if config.source == "exchanges":
             self._tasks.append(asyncio.create_task(self._export_connection_state(),
                                                    name="connection-metrics"))
-        await self._start_http(config)
 
     def _start_collectors(self, config: Config) -> None:
         from ..exchanges import get_collector
@@ -238,7 +253,7 @@ class Runtime:
         from ..replay import serve
 
         self._replays = contextlib.AsyncExitStack()
-        changes: dict[str, Any] = {"symbols": DEMO_SYMBOLS}
+        changes: dict[str, Any] = {}
         for name in config.exchanges:
             server = await self._replays.enter_async_context(
                 serve(name, [demo_capture(name)], host="127.0.0.1", port=0,
@@ -249,8 +264,12 @@ class Runtime:
             log.info("demo: %s replaying %s at %s", name, DEMO_FILES[name], server.ws_url)
         return config.replace(**changes)
 
-    async def _start_http(self, config: Config) -> None:
-        self.app = self._build_app()
+    async def open(self) -> None:
+        """Build the app and start uvicorn; returns once it listens and :meth:`start` ran."""
+        from .app import build_app
+
+        config = self.config
+        self.app = build_app(self)
         uv_config = uvicorn.Config(
             self.app, host=config.host, port=config.port, log_level=config.log_level,
             lifespan="on", access_log=False, ws_max_size=1 << 20, timeout_graceful_shutdown=3)
@@ -260,22 +279,24 @@ class Runtime:
                                                 name="http")
         while not self.server.started:
             if self._server_task.done():
-                self._server_task.result()   # re-raise the bind error
-                raise RuntimeError("HTTP server exited during start-up")
+                self._server_task.result()   # re-raise a bind error
+                raise RuntimeError("the HTTP server exited during start-up (see the log)")
             await asyncio.sleep(0.01)
         bound = self.server.servers[0].sockets[0].getsockname() if self.server.servers else None
         self.port = bound[1] if bound else config.port
         log.info("serving on http://%s:%s (WebSocket /ws)", config.host, self.port)
 
-    def _build_app(self) -> Any:
-        from starlette.routing import WebSocketRoute
-
-        from .app import build_app
-
-        app = build_app(self)
-        if not any(getattr(r, "path", None) == "/ws" for r in app.router.routes):
-            app.router.routes.append(WebSocketRoute("/ws", self.websocket_endpoint))
-        return app
+    async def close(self) -> None:
+        """Stop uvicorn (closing client sockets); its lifespan then calls :meth:`stop`."""
+        if self.server is not None and self._server_task is not None:
+            self.server.should_exit = True
+            try:
+                await asyncio.wait_for(asyncio.shield(self._server_task), 15)
+            except asyncio.TimeoutError:
+                self.server.force_exit = True
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(self._server_task, 5)
+        await self.stop()   # no-op when the lifespan already did it
 
     async def _export_connection_state(self) -> None:
         """Copy the collectors' connection state into the gauges once a second."""
@@ -312,14 +333,10 @@ class Runtime:
             publish(opp)
 
     async def stop(self) -> None:
-        """Clean shutdown; safe to call twice."""
-        if self._stopped.is_set():
+        """Stop the data side (the lifespan calls it); safe to call twice."""
+        if self._stopped:
             return
-        self._stopped.set()
-        if self.server is not None and self._server_task is not None:
-            self.server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server_task, 10)
+        self._stopped = True
         await asyncio.gather(*(c.stop() for c in self.collectors.values()),
                              return_exceptions=True)
         for task in self._tasks:
@@ -339,20 +356,20 @@ class Runtime:
             await self._replays.aclose()
 
     async def serve_forever(self) -> None:
-        """Start, run until SIGINT/SIGTERM, stop."""
+        """Open, run until SIGINT/SIGTERM (or the server exits), close."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await self.start()
+            await self.open()
             assert self._server_task is not None
             waiter = asyncio.create_task(stop.wait())
             await asyncio.wait({waiter, self._server_task}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
             log.info("shutting down")
         finally:
-            await self.stop()
+            await self.close()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 

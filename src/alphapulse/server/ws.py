@@ -75,7 +75,8 @@ def book_message(channel: str, exchange: str, symbol: str, delta: Any, ts_event:
     if delta.is_snapshot:
         bids, asks = _levels(delta)
         return {"type": "snapshot", "channel": channel, "exchange": exchange, "symbol": symbol,
-                "sequence": delta.sequence, "bids": bids, "asks": asks,
+                "sequence": delta.sequence, "price_precision": delta.price_precision,
+                "size_precision": delta.size_precision, "bids": bids, "asks": asks,
                 "ts_event": ts_event, "ts_recv": ts_recv}
     return {"type": "delta", "channel": channel, "exchange": exchange, "symbol": symbol,
             "sequence": delta.sequence, "changes": [list(c) for c in delta.changes],
