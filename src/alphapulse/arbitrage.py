@@ -85,7 +85,7 @@ DEFAULT_TAKER_FEES_BPS: dict[str, float] = {"coinbase": 120.0, "kraken": 40.0, "
 _FEE_UNIT = 1_000_000            # fees are applied exactly as integers of 1e-6 bps
 _BPS = 10_000 * _FEE_UNIT
 _SCALE = 10 ** COMMON_DECIMALS
-_WALK_LEVELS = 50                # levels read per side when walking books to the notional
+_WALK_FIRST = 5                  # levels read per side before walking further (then: all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +155,12 @@ class _Tracked:
         self.last = opp.net_bps
 
 
+def _levels(read: Callable[[int], list[tuple[str, str]]], n: int, px_mult: int, sz_mult: int
+            ) -> list[tuple[int, int]]:
+    return [(int(p.replace(".", "")) * px_mult, int(q.replace(".", "")) * sz_mult)
+            for p, q in read(n)]
+
+
 def _exact_text(value: int, decimals: int) -> str:
     """A non-negative int scaled by 10**decimals as the shortest exact decimal text."""
     digits = str(value).rjust(decimals + 1, "0")
@@ -209,9 +215,18 @@ class ArbitrageDetector:
         self._history: dict[str, collections.deque[Opportunity]] = {}
         self._history_len = history
         self._next_id = 1
-        self.stats: dict[str, int] = dict.fromkeys(
-            ("events", "top_changes", "evaluations", "opened", "closed", "suppressed_stale",
-             "suppressed_resyncing", "suppressed_crossed", "callback_errors"), 0)
+        # Counters: plain attributes (cheap to bump on the hot path); ``stats`` has them all.
+        self.events = self.top_changes = self.evaluations = 0
+        self.opened = self.closed = self.callback_errors = 0
+        self.suppressed_stale = self.suppressed_resyncing = self.suppressed_crossed = 0
+
+    _COUNTERS = ("events", "top_changes", "evaluations", "opened", "closed", "suppressed_stale",
+                 "suppressed_resyncing", "suppressed_crossed", "callback_errors")
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Every counter by name (for metrics export)."""
+        return {name: getattr(self, name) for name in self._COUNTERS}
 
     def fee_bps(self, exchange: str) -> float:
         return self.fees.get(exchange, self.default_fee_bps)
@@ -220,7 +235,7 @@ class ArbitrageDetector:
 
     def on_event(self, event: Any) -> list[Opportunity]:
         """Apply a BookSnapshot/BookUpdate/Gap; returns the opportunities it opened or closed."""
-        self.stats["events"] += 1
+        self.events += 1
         kind = type(event)
         if kind is BookUpdate:
             book = self.books._books.get(event.symbol)
@@ -239,7 +254,7 @@ class ArbitrageDetector:
         out: list[Opportunity] = []
         now = self.clock()
         for book, quote in changed:
-            self.stats["top_changes"] += 1
+            self.top_changes += 1
             self._evaluate(book, quote, now, getattr(event, "ts_recv", now), out)
         if out:
             self._emit(out)
@@ -264,7 +279,7 @@ class ArbitrageDetector:
 
     def _evaluate(self, book: ConsolidatedBook, changed: VenueQuote, now: int, trigger: int,
                   out: list[Opportunity]) -> None:
-        self.stats["evaluations"] += 1
+        self.evaluations += 1
         opened = self._open.get(book.symbol)
         for other in book.venues:
             if other is changed:
@@ -291,8 +306,12 @@ class ArbitrageDetector:
         if tracked is None:
             if not reason:
                 out.append(self._open_new(book, buy, sell, net, now, trigger))
-            elif reason in ("stale", "resyncing", "crossed"):
-                self.stats["suppressed_" + reason] += 1
+            elif reason == "stale":
+                self.suppressed_stale += 1
+            elif reason == "resyncing":
+                self.suppressed_resyncing += 1
+            elif reason == "crossed":
+                self.suppressed_crossed += 1
         elif reason:
             out.append(self._close(book.symbol, (buy.exchange, sell.exchange), reason, now,
                                    buy, sell))
@@ -346,7 +365,7 @@ class ArbitrageDetector:
             peak_net_bps=net, last_net_bps=net)
         self._next_id += 1
         self._open.setdefault(book.symbol, {})[(buy.exchange, sell.exchange)] = _Tracked(opp)
-        self.stats["opened"] += 1
+        self.opened += 1
         return opp
 
     def _walk(self, buy: VenueQuote, sell: VenueQuote, fb: int, fs: int) -> tuple[int, int, int]:
@@ -358,15 +377,22 @@ class ArbitrageDetector:
         """
         assert buy.book is not None and sell.book is not None
         step = 10 ** (COMMON_DECIMALS - min(buy.book.size_precision, sell.book.size_precision))
-        asks = [(int(p.replace(".", "")) * buy.px_mult, int(s.replace(".", "")) * buy.sz_mult)
-                for p, s in buy.book.asks(_WALK_LEVELS)]
-        bids = [(int(p.replace(".", "")) * sell.px_mult, int(s.replace(".", "")) * sell.sz_mult)
-                for p, s in sell.book.bids(_WALK_LEVELS)]
+        # Most walks end within the first levels: read a few, read more only when needed.
+        asks = _levels(buy.book.asks, _WALK_FIRST, buy.px_mult, buy.sz_mult)
+        bids = _levels(sell.book.bids, _WALK_FIRST, sell.px_mult, sell.sz_mult)
         size = cost = proceeds = 0
         i = j = 0
         a_left = asks[0][1] if asks else 0
         b_left = bids[0][1] if bids else 0
-        while i < len(asks) and j < len(bids):
+        while True:
+            if i == len(asks) == _WALK_FIRST:
+                asks = _levels(buy.book.asks, 0, buy.px_mult, buy.sz_mult)
+                a_left = asks[i][1] if i < len(asks) else 0
+            if j == len(bids) == _WALK_FIRST:
+                bids = _levels(sell.book.bids, 0, sell.px_mult, sell.sz_mult)
+                b_left = bids[j][1] if j < len(bids) else 0
+            if i >= len(asks) or j >= len(bids):
+                break
             ask, bid = asks[i][0], bids[j][0]
             if bid * (_BPS - fs) <= ask * (_BPS + fb):
                 break
@@ -410,7 +436,7 @@ class ArbitrageDetector:
         if history is None:
             history = self._history[symbol] = collections.deque(maxlen=self._history_len)
         history.append(closed)
-        self.stats["closed"] += 1
+        self.closed += 1
         return closed
 
     def _emit(self, opportunities: list[Opportunity]) -> None:
@@ -419,7 +445,7 @@ class ArbitrageDetector:
                 try:
                     callback(opp)
                 except Exception:       # a consumer's bug must not stop detection
-                    self.stats["callback_errors"] += 1
+                    self.callback_errors += 1
 
     # --- queries ---------------------------------------------------------------------------
 

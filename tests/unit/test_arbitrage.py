@@ -78,7 +78,7 @@ def test_opportunity_reports_exact_prices_sizes_edges_fees_and_timestamps() -> N
     assert (opp.buy_ts_event, opp.buy_ts_recv) == (T0 - MS, T0)
     assert (opp.sell_ts_event, opp.sell_ts_recv) == (T0 + 2 * MS, T0 + 3 * MS)
     assert opp.closed_ns is None and opp.duration_s is None
-    assert det.stats["opened"] == 1
+    assert det.opened == 1
 
 
 def test_detection_latency_is_measured_from_the_triggering_update() -> None:
@@ -136,7 +136,7 @@ def test_one_opportunity_is_one_open_and_one_close() -> None:
     # Opening fields are those at detection.
     assert (closed.sell_price, closed.net_bps) == ("102.00", events[0].net_bps)
     assert seen == events[1:]
-    assert det.open_opportunities() == [] and det.stats["closed"] == 1
+    assert det.open_opportunities() == [] and det.closed == 1
     # Nothing more for further non-crossing updates.
     assert det.on_event(kraken.update([("ask", "100.4", "1")], ts=clock.now)) == []
 
@@ -145,7 +145,7 @@ def test_stale_book_gives_no_signal_and_staleness_closes() -> None:
     det, clock, kraken, coinbase = setup(max_age_s=2.0)
     clock.now = T0 + 2 * S + 1                # Kraken's last event is now just over 2 s old
     assert det.on_event(coinbase.snapshot([("102.00", "1.5")], [("102.50", "1")], ts=clock.now)) == []
-    assert det.stats["suppressed_stale"] == 1
+    assert det.suppressed_stale == 1
     # Kraken speaks again (below its top of book): fresh, and the opportunity opens.
     clock.now += MS
     (opened,) = det.on_event(kraken.update([("bid", "99.0", "1")], ts=clock.now))
@@ -165,7 +165,7 @@ def test_resyncing_book_gives_no_signal_until_its_next_snapshot() -> None:
     assert closed.close_reason == "resyncing" and closed.id == out[0].id
     # Kraken keeps moving; Coinbase is still resyncing: nothing opens.
     assert det.on_event(kraken.update([("ask", "99.9", "1")], ts=clock.now)) == []
-    assert det.stats["suppressed_resyncing"] == 1
+    assert det.suppressed_resyncing == 1
     clock.now = T0 + 60 * MS
     (reopened,) = det.on_event(coinbase.snapshot([("102.00", "1")], [("102.50", "1")], ts=clock.now))
     assert reopened.id == out[0].id + 1 and reopened.buy_price == "99.9"
@@ -187,7 +187,7 @@ def test_book_crossed_in_itself_gives_no_signal() -> None:
     # Kraken's own bid (103.0) is above its own ask (100.0): the book is invalid.
     assert det.on_event(kraken.update([("bid", "103.0", "1")])) == []
     assert det.on_event(coinbase.snapshot([("102.00", "1.5")], [("102.50", "1")])) == []
-    assert det.stats["suppressed_crossed"] == 2   # kraken->coinbase and coinbase->kraken
+    assert det.suppressed_crossed == 2   # kraken->coinbase and coinbase->kraken
     # Taking the bad bid out fixes it, and the real opportunity opens.
     (opp,) = det.on_event(kraken.update([("bid", "103.0", "0")]))
     assert (opp.buy_exchange, opp.buy_price) == ("kraken", "100.0")
@@ -262,7 +262,7 @@ def test_callback_errors_do_not_stop_detection() -> None:
 
     det.callbacks.append(boom)
     assert len(det.on_event(coinbase.snapshot([("102.00", "1")], [("102.50", "1")]))) == 1
-    assert det.stats["callback_errors"] == 1
+    assert det.callback_errors == 1
 
 
 def test_invalid_configuration_is_rejected() -> None:
@@ -304,3 +304,19 @@ def test_async_stream_drops_oldest_when_consumer_lags() -> None:
         return stream.dropped, [first.status]
 
     assert asyncio.run(main()) == (1, ["closed"])
+
+
+@pytest.mark.parametrize(("asks", "bids", "expected"), [
+    # 10 ask levels of 1 against 8 bid levels of 2: both sides read past the first chunk.
+    ([(f"100.{i}", "1") for i in range(10)], [(f"{110 - i / 100:.2f}", "2") for i in range(8)],
+     ("10.00000000", "1004.5", "1099.8")),
+    # 1 deep ask against 8 bid levels of 1: the bid side runs out.
+    ([("100.0", "20")], [(f"{110 - i / 100:.2f}", "1") for i in range(8)],
+     ("8.00000000", "800", "879.72")),
+])
+def test_walk_reads_deeper_levels_when_the_first_ones_are_used_up(
+        asks: list, bids: list, expected: tuple) -> None:
+    det = ArbitrageDetector(clock=Clock(), fees={"kraken": 0, "coinbase": 0}, notional=1e9)
+    det.on_event(Venue("kraken", 1).snapshot([("90.0", "1")], asks))
+    (opp,) = det.on_event(Venue("coinbase", 2).snapshot(bids, [("120.00", "1")]))
+    assert (opp.walk_size, opp.walk_cost, opp.walk_proceeds) == expected
