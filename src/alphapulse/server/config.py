@@ -226,6 +226,8 @@ SETTINGS: tuple[Setting, ...] = (
        env=("ALPHAPULSE_TRADES_PER_SYMBOL",)),
     _s("ws_queue_size", _int_in(8, 1_000_000), toml="websocket.queue_size",
        env=("ALPHAPULSE_WS_QUEUE_SIZE",)),
+    _s("ws_send_buffer", _int_in(0, 64 << 20), toml="websocket.socket_send_buffer",
+       env=("ALPHAPULSE_WS_SEND_BUFFER",)),
     _s("buffer_size", _int_in(1, 1_000_000), toml="redis.batch_size",
        env=("BUFFER_SIZE", "ALPHAPULSE_BUFFER_SIZE")),
     _s("batch_timeout_ms", _int_in(1, 60_000), toml="redis.batch_timeout_ms",
@@ -272,6 +274,9 @@ class Config:
     binanceus_rest_url: str | None = None
     trades_per_symbol: int = 100_000
     ws_queue_size: int = 4096
+    # Kernel send buffer per client connection (SO_SNDBUF, inherited from the listening socket);
+    # bounds what a stalled client can pin in the kernel before its queue overflows. 0: autotune.
+    ws_send_buffer: int = 1 << 20
     buffer_size: int = 1000
     batch_timeout_ms: int = 100
     redis_maxlen: int = 1_000_000

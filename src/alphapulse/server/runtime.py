@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import socket
@@ -28,6 +29,7 @@ import uvicorn
 
 from .._book import OrderBook
 from ..arbitrage import ArbitrageDetector, Opportunity, run_expiry
+from ..errors import ConfigError
 from .config import Config
 from .hub import BookMirror, Hub
 from .metrics import Metrics
@@ -91,6 +93,7 @@ class Runtime:
         self._replays: contextlib.AsyncExitStack | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._server_task: asyncio.Task[None] | None = None
+        self._owned_sock: socket.socket | None = None
         self._stopped = False
 
     # --- ServerState: what the HTTP app and the WebSocket endpoint read ------------------------
@@ -274,9 +277,13 @@ class Runtime:
             self.app, host=config.host, port=config.port, log_level=config.log_level,
             lifespan="on", access_log=False, ws_max_size=1 << 20, timeout_graceful_shutdown=3)
         self.server = _Server(uv_config)
-        sockets = [self._sock] if self._sock is not None else None
-        self._server_task = asyncio.create_task(self.server.serve(sockets=sockets),
-                                                name="http")
+        sock = self._sock if self._sock is not None else self._listen(config)
+        self._owned_sock = sock if self._sock is None else None
+        if config.ws_send_buffer:
+            # Accepted connections inherit it: a client that stops reading pins at most this
+            # much kernel memory, then its bounded queue overflows and it is closed (1008).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.ws_send_buffer)
+        self._server_task = asyncio.create_task(self.server.serve(sockets=[sock]), name="http")
         while not self.server.started:
             if self._server_task.done():
                 self._server_task.result()   # re-raise a bind error
@@ -285,6 +292,16 @@ class Runtime:
         bound = self.server.servers[0].sockets[0].getsockname() if self.server.servers else None
         self.port = bound[1] if bound else config.port
         log.info("serving on http://%s:%s (WebSocket /ws)", config.host, self.port)
+
+    @staticmethod
+    def _listen(config: Config) -> socket.socket:
+        try:
+            family = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)[0][0]
+            return socket.create_server((config.host, config.port), family=family, backlog=2048)
+        except OSError as exc:
+            raise ConfigError("--port" if exc.errno == errno.EADDRINUSE else "--host",
+                              f"cannot listen on {config.host}:{config.port}: "
+                              f"{exc.strerror or exc}") from None
 
     async def close(self) -> None:
         """Stop uvicorn (closing client sockets); its lifespan then calls :meth:`stop`."""
@@ -297,6 +314,8 @@ class Runtime:
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(self._server_task, 5)
         await self.stop()   # no-op when the lifespan already did it
+        if self._owned_sock is not None:
+            self._owned_sock.close()
 
     async def _export_connection_state(self) -> None:
         """Copy the collectors' connection state into the gauges once a second."""

@@ -181,9 +181,13 @@ class WsFanout:
         if not targets or self._bbo is None:
             return
         bbo = self._bbo(symbol)
-        if bbo is None or bbo == self._last_bbo.get(symbol):
+        if bbo is None:
             return
-        self._last_bbo[symbol] = bbo
+        # Ages change on every call; only a new best bid or offer is news.
+        top = (bbo.get("bid"), bbo.get("ask"))
+        if top == self._last_bbo.get(symbol):
+            return
+        self._last_bbo[symbol] = top
         self._fan(targets, lambda: orjson.dumps({"type": "bbo", "channel": channel, **bbo},
                                                 default=str).decode(), None)
 
