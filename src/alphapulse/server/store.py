@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation
+from functools import reduce
 
 from ..events import Trade
 
@@ -344,18 +345,28 @@ class TradeStore:
         return series.bars[interval].select(limit, start, end)
 
     def recompute_ohlcv(self, exchange: str, symbol: str, interval: str) -> list[Bar]:
-        """Bars rebuilt from the stored trades alone (same rules; used to check the live ones)."""
+        """Bars rebuilt from the stored trades alone, to check the live ones.
+
+        Deliberately a different computation from the incremental one: group, sort each window
+        by (ts_event, arrival), then take first/last/max/min/sum.
+        """
         width = INTERVALS[interval]
-        bars: dict[int, Bar] = {}
-        for trade in self.trades(exchange, symbol):
-            price, size, ts = Decimal(trade.price), Decimal(trade.size), trade.ts_event
-            start = ts - ts % width
-            bar = bars.get(start)
-            if bar is None:
-                bars[start] = Bar(start, price, price, price, price, size, 1, ts, ts)
-            else:
-                _merge(bar, price, size, ts)
-        return [bars[s] for s in sorted(bars)]
+        windows: dict[int, list[tuple[int, int, Decimal, Decimal]]] = {}
+        for arrival, trade in enumerate(self.trades(exchange, symbol)):
+            ts = trade.ts_event
+            windows.setdefault(ts - ts % width, []).append(
+                (ts, arrival, Decimal(trade.price), Decimal(trade.size)))
+        bars = []
+        for start in sorted(windows):
+            rows = windows[start]
+            # max()/min() keep the first of equal values (100.0 vs 100.00), in arrival order,
+            # as the incremental path does; open/close come from the time order.
+            prices = [row[2] for row in rows]
+            by_time = sorted(rows, key=lambda row: (row[0], row[1]))
+            volume = reduce(_EXACT.add, (row[3] for row in rows))
+            bars.append(Bar(start, by_time[0][2], max(prices), min(prices), by_time[-1][2],
+                            volume, len(rows), by_time[0][0], by_time[-1][0]))
+        return bars
 
     def sizes(self) -> Iterator[tuple[str, str, int, int]]:
         """(exchange, symbol, trades stored, bars stored) for every pair (for metrics)."""
