@@ -20,6 +20,7 @@ import errno
 import logging
 import signal
 import socket
+import tempfile
 import time
 from importlib import resources
 from pathlib import Path
@@ -52,6 +53,14 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self):  # type: ignore[override]
         yield
+
+
+def shm_dir(config: Config) -> Path:
+    """Where ring files go: ``--shm-dir``, else /dev/shm, else the temp directory."""
+    if config.shm_dir is not None:
+        return config.shm_dir
+    dev_shm = Path("/dev/shm")
+    return dev_shm if dev_shm.is_dir() else Path(tempfile.gettempdir())
 
 
 def demo_capture(exchange: str) -> Path:
@@ -94,6 +103,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[Any]] = []
         self._server_task: asyncio.Task[None] | None = None
         self._owned_sock: socket.socket | None = None
+        self._split: Any = None
         self._stopped = False
 
     # --- ServerState: what the HTTP app and the WebSocket endpoint read ------------------------
@@ -213,6 +223,12 @@ class Runtime:
                 sink=self.hub.publish, prefix=config.name, metrics=self.metrics,
                 have_sequence=self._mirror_sequence)
             await self.redis_reader.start()
+        elif config.processes == 2:
+            from .split import CollectorProcess
+            self._split = CollectorProcess(config, self.hub.publish, ring_dir=shm_dir(config),
+                                           metrics=self.metrics)
+            await self._split.start()
+            self.collectors = self._split.collectors
         else:
             self._start_collectors(config)
         self._tasks.append(asyncio.create_task(run_expiry(self.detector), name="arb-expiry"))
@@ -356,8 +372,11 @@ class Runtime:
         if self._stopped:
             return
         self._stopped = True
-        await asyncio.gather(*(c.stop() for c in self.collectors.values()),
-                             return_exceptions=True)
+        if self._split is not None:
+            await self._split.stop()
+        else:
+            await asyncio.gather(*(c.stop() for c in self.collectors.values()),
+                                 return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
