@@ -60,13 +60,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from .consolidated import COMMON_DECIMALS, LIVE, ConsolidatedBook, ConsolidatedBooks, VenueQuote
 from .consolidated import format_scaled
@@ -88,9 +88,11 @@ _SCALE = 10 ** COMMON_DECIMALS
 _WALK_FIRST = 5                  # levels read per side before walking further (then: all)
 
 
-@dataclass(frozen=True, slots=True)
-class Opportunity:
+class Opportunity(NamedTuple):
     """One cross-exchange opportunity, as reported when it opened or when it closed.
+
+    Immutable (a NamedTuple: cheap to build on the detection path); the closed event is a new
+    value with the closing fields filled in.
 
     Prices and sizes are exact decimal text (each venue's own precision).  Timestamps are int
     nanoseconds: ``detected_ns``/``closed_ns`` on the detector's clock, ``*_ts_event`` /
@@ -140,7 +142,7 @@ class Opportunity:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the form the HTTP and WebSocket endpoints send)."""
-        return dataclasses.asdict(self)
+        return self._asdict()
 
 
 class _Tracked:
@@ -153,12 +155,6 @@ class _Tracked:
         self.updates = 0
         self.peak = opp.net_bps
         self.last = opp.net_bps
-
-
-def _levels(read: Callable[[int], list[tuple[str, str]]], n: int, px_mult: int, sz_mult: int
-            ) -> list[tuple[int, int]]:
-    return [(int(p.replace(".", "")) * px_mult, int(q.replace(".", "")) * sz_mult)
-            for p, q in read(n)]
 
 
 def _exact_text(value: int, decimals: int) -> str:
@@ -206,6 +202,8 @@ class ArbitrageDetector:
         self._notional = int(Decimal(str(notional)) * _SCALE * _SCALE)
         self.clock = clock
         self.books = books if books is not None else ConsolidatedBooks()
+        self._book_map = self.books._books
+        self._top_buf = np.zeros((4, _WALK_FIRST), dtype=np.int64)
         # A book that was stale becomes usable on its next event, even one below the top.
         self.books.revive_ns = self._max_age_ns
         for book in self.books._books.values():
@@ -238,7 +236,7 @@ class ArbitrageDetector:
         self.events += 1
         kind = type(event)
         if kind is BookUpdate:
-            book = self.books._books.get(event.symbol)
+            book = self._book_map.get(event.symbol)
             if book is None:
                 return []
             quote = book._on_update(event)
@@ -253,9 +251,10 @@ class ArbitrageDetector:
             return []
         out: list[Opportunity] = []
         now = self.clock()
+        trigger = event.ts_recv
         for book, quote in changed:
             self.top_changes += 1
-            self._evaluate(book, quote, now, getattr(event, "ts_recv", now), out)
+            self._evaluate(book, quote, now, trigger, out)
         if out:
             self._emit(out)
         return out
@@ -281,8 +280,11 @@ class ArbitrageDetector:
                   out: list[Opportunity]) -> None:
         self.evaluations += 1
         opened = self._open.get(book.symbol)
+        bid, ask = changed.bid_px, changed.ask_px
         for other in book.venues:
-            if other is changed:
+            # Nothing crosses and nothing is open for this symbol: the common case, no calls.
+            if other is changed or (opened is None and other.bid_px <= ask
+                                    and bid <= other.ask_px):
                 continue
             self._check(book, changed, other, now, trigger, opened, out)
             self._check(book, other, changed, now, trigger, opened, out)
@@ -341,14 +343,15 @@ class ArbitrageDetector:
 
     def _open_new(self, book: ConsolidatedBook, buy: VenueQuote, sell: VenueQuote, net: float,
                   now: int, trigger: int) -> Opportunity:
-        assert buy.ask is not None and sell.bid is not None
+        ask, bid = buy.ask, sell.bid
+        assert ask is not None and bid is not None
         fb, fs = self._fees(buy.exchange), self._fees(sell.exchange)
         size_decimals = max(buy.book.size_precision, sell.book.size_precision)  # type: ignore[union-attr]
         walk = self._walk(buy, sell, fb, fs)
         opp = Opportunity(
             id=self._next_id, status="open", symbol=book.symbol,
-            buy_exchange=buy.exchange, buy_price=buy.ask[0], buy_size=buy.ask[1],
-            sell_exchange=sell.exchange, sell_price=sell.bid[0], sell_size=sell.bid[1],
+            buy_exchange=buy.exchange, buy_price=ask[0], buy_size=ask[1],
+            sell_exchange=sell.exchange, sell_price=bid[0], sell_size=bid[1],
             size=format_scaled(min(buy.ask_sz, sell.bid_sz), size_decimals),
             gross_bps=(sell.bid_px - buy.ask_px) * 10_000 / buy.ask_px, net_bps=net,
             buy_fee_bps=self.fee_bps(buy.exchange), sell_fee_bps=self.fee_bps(sell.exchange),
@@ -377,23 +380,30 @@ class ArbitrageDetector:
         """
         assert buy.book is not None and sell.book is not None
         step = 10 ** (COMMON_DECIMALS - min(buy.book.size_precision, sell.book.size_precision))
-        # Most walks end within the first levels: read a few, read more only when needed.
-        asks = _levels(buy.book.asks, _WALK_FIRST, buy.px_mult, buy.sz_mult)
-        bids = _levels(sell.book.bids, _WALK_FIRST, sell.px_mult, sell.sz_mult)
+        # Most walks end within the first levels: read a few (scaled ints, no strings), read
+        # the whole side only when those are used up.
+        buf = self._top_buf
+        n = buy.book.top_into(buf)[1]
+        ask_px, ask_sz = buf[2, :n].tolist(), buf[3, :n].tolist()
+        n = sell.book.top_into(buf)[0]
+        bid_px, bid_sz = buf[0, :n].tolist(), buf[1, :n].tolist()
+        apm, asm, bpm, bsm = buy.px_mult, buy.sz_mult, sell.px_mult, sell.sz_mult
         size = cost = proceeds = 0
         i = j = 0
-        a_left = asks[0][1] if asks else 0
-        b_left = bids[0][1] if bids else 0
+        a_left = ask_sz[0] * asm if ask_sz else 0
+        b_left = bid_sz[0] * bsm if bid_sz else 0
         while True:
-            if i == len(asks) == _WALK_FIRST:
-                asks = _levels(buy.book.asks, 0, buy.px_mult, buy.sz_mult)
-                a_left = asks[i][1] if i < len(asks) else 0
-            if j == len(bids) == _WALK_FIRST:
-                bids = _levels(sell.book.bids, 0, sell.px_mult, sell.sz_mult)
-                b_left = bids[j][1] if j < len(bids) else 0
-            if i >= len(asks) or j >= len(bids):
+            if i == len(ask_px) == _WALK_FIRST:
+                _, _, prices, sizes = buy.book.top(0)
+                ask_px, ask_sz = prices.tolist(), sizes.tolist()
+                a_left = ask_sz[i] * asm if i < len(ask_sz) else 0
+            if j == len(bid_px) == _WALK_FIRST:
+                prices, sizes, _, _ = sell.book.top(0)
+                bid_px, bid_sz = prices.tolist(), sizes.tolist()
+                b_left = bid_sz[j] * bsm if j < len(bid_sz) else 0
+            if i >= len(ask_px) or j >= len(bid_px):
                 break
-            ask, bid = asks[i][0], bids[j][0]
+            ask, bid = ask_px[i] * apm, bid_px[j] * bpm
             if bid * (_BPS - fs) <= ask * (_BPS + fb):
                 break
             qty = min(a_left, b_left)
@@ -411,10 +421,10 @@ class ArbitrageDetector:
             b_left -= qty
             if a_left == 0:
                 i += 1
-                a_left = asks[i][1] if i < len(asks) else 0
+                a_left = ask_sz[i] * asm if i < len(ask_sz) else 0
             if b_left == 0:
                 j += 1
-                b_left = bids[j][1] if j < len(bids) else 0
+                b_left = bid_sz[j] * bsm if j < len(bid_sz) else 0
         return size, cost, proceeds
 
     def _close(self, symbol: str, key: tuple[str, str], reason: str, now: int,
@@ -428,8 +438,8 @@ class ArbitrageDetector:
             now = min(now, min(buy.ts_recv, sell.ts_recv) + self._max_age_ns)
         start = tracked.opp.detected_ns
         now = max(now, start)
-        closed = dataclasses.replace(
-            tracked.opp, status="closed", closed_ns=now, duration_s=(now - start) / 1e9,
+        closed = tracked.opp._replace(
+            status="closed", closed_ns=now, duration_s=(now - start) / 1e9,
             close_reason=reason, updates=tracked.updates, peak_net_bps=tracked.peak,
             last_net_bps=tracked.last)
         history = self._history.get(symbol)
@@ -452,8 +462,7 @@ class ArbitrageDetector:
     def open_opportunities(self, symbol: str | None = None) -> list[Opportunity]:
         """Open opportunities (as at their opening, with live ``updates``/peak/last edge)."""
         groups = [self._open.get(symbol, {})] if symbol else list(self._open.values())
-        return [dataclasses.replace(t.opp, updates=t.updates, peak_net_bps=t.peak,
-                                    last_net_bps=t.last)
+        return [t.opp._replace(updates=t.updates, peak_net_bps=t.peak, last_net_bps=t.last)
                 for group in groups for t in group.values()]
 
     open = open_opportunities   # the contract's short name

@@ -10,9 +10,10 @@ Pure library code, no I/O.  Feed it the same events every other subscriber gets:
 How it stays incremental: each venue's book is mirrored in an ``OrderBook`` that is advanced with
 ``apply_delta(event.delta)`` (the exact delta the collector applied, so the mirror is the
 collector's book, level for level, and a missed delta is caught as a ``SequenceError``).  After
-each delta only that venue's top of book is read and compared with the previous one; the
-cross-venue best is recomputed (over at most a handful of venues) only when a top changed.
-Nothing is ever rebuilt from scratch.
+each delta only that venue's top of book is read (``OrderBook.bbo()``: four scaled ints, no
+strings) and compared with the previous one.  The cross-venue best is a pass over the handful
+of venue tops, done when asked (``bbo()``, ``best_bid``), not on every update.  Nothing is ever
+rebuilt from scratch.
 
 Prices and sizes stay exact: tops are kept as the book's decimal text and, for comparisons across
 venues that quote at different precisions (Kraken BTC/USD at 0.1, Coinbase at 0.01), as integers
@@ -56,6 +57,9 @@ NO_BID = -1
 NO_ASK = 1 << 127
 
 
+_EMPTY_TOP = (0, 0, 0, 0)
+
+
 def _scaled(text: str, mult: int) -> int:
     """Exact decimal text with the book's fixed number of decimals -> int at COMMON_DECIMALS."""
     return int(text.replace(".", "")) * mult
@@ -85,7 +89,7 @@ class VenueQuote:
     """
 
     __slots__ = (
-        "exchange", "symbol", "book", "state", "crossed", "bid", "ask",
+        "exchange", "symbol", "book", "state", "crossed", "top",
         "bid_px", "bid_sz", "ask_px", "ask_sz", "px_mult", "sz_mult",
         "ts_event", "ts_recv", "top_ts_event", "top_ts_recv", "resync_reason",
     )
@@ -96,8 +100,9 @@ class VenueQuote:
         self.book: OrderBook | None = None
         self.state = SYNCING
         self.crossed = False
-        self.bid: tuple[str, str] | None = None
-        self.ask: tuple[str, str] | None = None
+        # OrderBook.bbo(): (bid price, bid size, ask price, ask size) as ints scaled at the
+        # book's own precisions, 0 for an empty side.  Compared as a whole to spot top changes.
+        self.top: tuple[int, int, int, int] = _EMPTY_TOP
         self.bid_px = NO_BID
         self.ask_px = NO_ASK
         self.bid_sz = 0
@@ -115,6 +120,16 @@ class VenueQuote:
         """Live and not crossed in itself (staleness is the caller's call: it needs a clock)."""
         return self.state == LIVE and not self.crossed
 
+    @property
+    def bid(self) -> tuple[str, str] | None:
+        """Best bid ``(price, size)`` as exact text at the venue's precisions, or None."""
+        return self.book.best_bid() if self.book is not None else None
+
+    @property
+    def ask(self) -> tuple[str, str] | None:
+        """Best ask ``(price, size)`` as exact text at the venue's precisions, or None."""
+        return self.book.best_ask() if self.book is not None else None
+
     def _mirror_for(self, delta: Any) -> OrderBook:
         book = self.book
         if (book is None or book.price_precision != delta.price_precision
@@ -129,43 +144,31 @@ class VenueQuote:
             self.sz_mult = 10 ** (COMMON_DECIMALS - delta.size_precision)
         return book
 
-    def _read_top(self, ts_event: int, ts_recv: int) -> bool:
-        """Re-read the mirror's top; True when it differs from the last one seen."""
-        book = self.book
-        assert book is not None
-        bid = book.best_bid()
-        ask = book.best_ask()
-        if bid == self.bid and ask == self.ask:
-            return False
-        self.bid = bid
-        self.ask = ask
-        if bid is None:
+    def _set_top(self, top: tuple[int, int, int, int], ts_event: int, ts_recv: int) -> None:
+        self.top = top
+        bid_px, bid_sz, ask_px, ask_sz = top
+        if bid_sz:
+            self.bid_px = bid_px * self.px_mult
+            self.bid_sz = bid_sz * self.sz_mult
+        else:
             self.bid_px, self.bid_sz = NO_BID, 0
+        if ask_sz:
+            self.ask_px = ask_px * self.px_mult
+            self.ask_sz = ask_sz * self.sz_mult
         else:
-            self.bid_px = _scaled(bid[0], self.px_mult)
-            self.bid_sz = _scaled(bid[1], self.sz_mult)
-        if ask is None:
             self.ask_px, self.ask_sz = NO_ASK, 0
-        else:
-            self.ask_px = _scaled(ask[0], self.px_mult)
-            self.ask_sz = _scaled(ask[1], self.sz_mult)
-        self.crossed = bid is not None and ask is not None and self.bid_px >= self.ask_px
+        self.crossed = bool(bid_sz and ask_sz) and bid_px >= ask_px
         self.top_ts_event = ts_event
         self.top_ts_recv = ts_recv
-        return True
-
-    def _clear_top(self) -> None:
-        self.bid = self.ask = None
-        self.bid_px, self.bid_sz, self.ask_px, self.ask_sz = NO_BID, 0, NO_ASK, 0
-        self.crossed = False
 
     def snapshot(self, now_ns: int) -> dict[str, Any]:
         """JSON-ready view of this venue (ages in seconds at ``now_ns``)."""
+        bid, ask = self.bid, self.ask
         return {
             "state": self.state,
             "crossed": self.crossed,
-            "bid": list(self.bid) if self.bid else None,
-            "ask": list(self.ask) if self.ask else None,
+            "bid": list(bid) if bid else None,
+            "ask": list(ask) if ask else None,
             "ts_event": self.ts_event,
             "ts_recv": self.ts_recv,
             "age_s": (now_ns - self.ts_recv) / 1e9 if self.ts_recv else None,
@@ -180,23 +183,21 @@ class ConsolidatedBook:
     when the event left every top as it was (the common case, and the cheap one).
     """
 
-    __slots__ = ("symbol", "venues", "_by_exchange", "best_bid", "best_ask", "updates",
-                 "top_changes", "sequence_errors", "ignored", "revive_ns")
+    __slots__ = ("symbol", "venues", "_by_exchange", "updates", "top_changes",
+                 "sequence_errors", "ignored", "revive_ns")
 
     def __init__(self, symbol: str, *, revive_ns: int = 0) -> None:
         self.symbol = symbol
-        # When > 0, an event arriving more than revive_ns after the venue's previous one is
-        # reported as a change even if the top is the same: a book that was stale is fresh
-        # again, which can open an opportunity (the arbitrage detector sets it to max_age).
-        self.revive_ns = revive_ns
         self.venues: list[VenueQuote] = []
         self._by_exchange: dict[str, VenueQuote] = {}
-        self.best_bid: VenueQuote | None = None     # venue holding the consolidated best bid
-        self.best_ask: VenueQuote | None = None
         self.updates = 0            # book events applied
         self.top_changes = 0        # of which changed some venue's top
         self.sequence_errors = 0    # deltas that did not continue the mirror (venue resynced)
         self.ignored = 0            # deltas for a venue with no snapshot yet / resyncing
+        # When > 0, an event arriving more than revive_ns after the venue's previous one is
+        # reported as a change even if the top is the same: a book that was stale is fresh
+        # again, which can open an opportunity (the arbitrage detector sets it to max_age).
+        self.revive_ns = revive_ns
 
     def venue(self, exchange: str) -> VenueQuote:
         """The venue's quote, created (state "syncing") on first use."""
@@ -218,15 +219,15 @@ class ConsolidatedBook:
         return None
 
     def _on_update(self, event: BookUpdate) -> VenueQuote | None:
+        # The hot path: every book update of every venue comes through here.
         quote = self._by_exchange.get(event.exchange)
         if quote is None or quote.state != LIVE:
             # No snapshot yet, or resyncing: the next snapshot replaces the book anyway.
             self.ignored += 1
             return None
         book = quote.book
-        assert book is not None
         try:
-            book.apply_delta(event.delta)
+            book.apply_delta(event.delta)  # type: ignore[union-attr]
         except SequenceError:
             # We missed a delta (e.g. a reader overrun upstream): the mirror can no longer be
             # trusted, exactly as if the exchange had reported a gap.
@@ -235,27 +236,27 @@ class ConsolidatedBook:
         self.updates += 1
         previous = quote.ts_recv
         quote.ts_event = event.ts_event
-        quote.ts_recv = event.ts_recv
-        if not quote._read_top(event.ts_event, event.ts_recv):
-            if self.revive_ns and event.ts_recv - previous > self.revive_ns:
+        ts_recv = quote.ts_recv = event.ts_recv
+        top = book.bbo()  # type: ignore[union-attr]
+        if top == quote.top:
+            if self.revive_ns and ts_recv - previous > self.revive_ns:
                 return quote
             return None
+        quote._set_top(top, event.ts_event, ts_recv)
         self.top_changes += 1
-        self._refresh_best()
         return quote
 
     def _on_snapshot(self, event: BookSnapshot) -> VenueQuote:
         quote = self.venue(event.exchange)
-        quote._mirror_for(event.delta).apply_delta(event.delta)
+        book = quote._mirror_for(event.delta)
+        book.apply_delta(event.delta)
         self.updates += 1
         self.top_changes += 1
         quote.state = LIVE
         quote.resync_reason = ""
         quote.ts_event = event.ts_event
         quote.ts_recv = event.ts_recv
-        quote._clear_top()
-        quote._read_top(event.ts_event, event.ts_recv)
-        self._refresh_best()
+        quote._set_top(book.bbo(), event.ts_event, event.ts_recv)
         return quote
 
     def on_gap(self, exchange: str, reason: str = "gap") -> VenueQuote | None:
@@ -265,22 +266,25 @@ class ConsolidatedBook:
             return None
         quote.state = RESYNCING
         quote.resync_reason = reason
-        self._refresh_best()
         return quote
 
-    def _refresh_best(self) -> None:
-        # A handful of venues: a linear pass beats maintaining a heap.  Ties keep the venue
-        # seen first, so the answer does not flap between venues quoting the same price.
-        best_bid = best_ask = None
+    @property
+    def best_bid(self) -> VenueQuote | None:
+        """The usable venue with the highest bid (ties: the venue seen first), or None."""
+        best = None
         for q in self.venues:
-            if q.state != LIVE or q.crossed:
-                continue
-            if q.bid is not None and (best_bid is None or q.bid_px > best_bid.bid_px):
-                best_bid = q
-            if q.ask is not None and (best_ask is None or q.ask_px < best_ask.ask_px):
-                best_ask = q
-        self.best_bid = best_bid
-        self.best_ask = best_ask
+            if q.usable and q.bid_sz and (best is None or q.bid_px > best.bid_px):
+                best = q
+        return best
+
+    @property
+    def best_ask(self) -> VenueQuote | None:
+        """The usable venue with the lowest ask (ties: the venue seen first), or None."""
+        best = None
+        for q in self.venues:
+            if q.usable and q.ask_sz and (best is None or q.ask_px < best.ask_px):
+                best = q
+        return best
 
     # --- queries (not on the hot path) -----------------------------------------------------
 
@@ -296,10 +300,12 @@ class ConsolidatedBook:
         out: dict[str, Any] = {"symbol": self.symbol, "bid": None, "ask": None,
                                "spread": None, "crossed": False}
         bb, ba = self.best_bid, self.best_ask
-        if bb is not None and bb.bid is not None:
-            out["bid"] = {"price": bb.bid[0], "size": bb.bid[1], "exchange": bb.exchange}
-        if ba is not None and ba.ask is not None:
-            out["ask"] = {"price": ba.ask[0], "size": ba.ask[1], "exchange": ba.exchange}
+        bid = bb.bid if bb is not None else None
+        ask = ba.ask if ba is not None else None
+        if bb is not None and bid is not None:
+            out["bid"] = {"price": bid[0], "size": bid[1], "exchange": bb.exchange}
+        if ba is not None and ask is not None:
+            out["ask"] = {"price": ask[0], "size": ask[1], "exchange": ba.exchange}
         if out["bid"] and out["ask"]:
             assert bb is not None and ba is not None and bb.book and ba.book
             decimals = max(bb.book.price_precision, ba.book.price_precision)
