@@ -1,0 +1,100 @@
+"""Hub fan-out, the book mirror, the inter-process record codec and Redis entry ids."""
+from __future__ import annotations
+
+import pytest
+
+from alphapulse import OrderBook
+from alphapulse.events import BookSnapshot, BookUpdate, Gap, Rejected, Trade
+from alphapulse.server.hub import BookMirror, Hub
+from alphapulse.server.redis_streams import _Stream
+from alphapulse.server.split import decode_event, encode_event
+
+
+def _book_events() -> tuple[OrderBook, list[object]]:
+    book = OrderBook("BTC-USD", 2, 8, exchange="coinbase")
+    snap = book.snapshot([("100.00", "1"), ("99.50", "2")], [("100.50", "1")])
+    events: list[object] = [BookSnapshot("coinbase", "BTC-USD", "BTC-USD", snap, 1, 2)]
+    for i in range(1, 6):
+        delta = book.apply([("bid", f"{99 - i}.25", "0.5"), ("ask", f"{101 + i}.00", "3")])
+        events.append(BookUpdate("coinbase", "BTC-USD", "BTC-USD", delta, 10 + i, 20 + i))
+    return book, events
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.seen: list[object] = []
+
+    def on_event(self, event: object) -> None:
+        self.seen.append(event)
+
+
+class _Broken:
+    def on_event(self, event: object) -> None:
+        raise RuntimeError("boom")
+
+
+def test_hub_isolates_a_failing_subscriber_and_measures_latency() -> None:
+    latencies: list[tuple[str, int, int]] = []
+    hub = Hub(latency=lambda ex, ts, now: latencies.append((ex, ts, now)))
+    first, last = _Recorder(), _Recorder()
+    hub.subscribe(first)
+    hub.subscribe(_Broken())
+    hub.subscribe(last)
+    trade = Trade("kraken", "BTC-USD", "BTC/USD", "1.0", "2", "buy", "7", 5, 6)
+    hub.publish(trade)
+    hub.publish(trade)
+    assert first.seen == last.seen == [trade, trade]
+    assert hub.errors == {"_Broken:RuntimeError": 2}
+    assert [(ex, ts) for ex, ts, _ in latencies] == [("kraken", 6), ("kraken", 6)]
+    assert all(now >= ts for _, ts, now in latencies)
+    hub.unsubscribe(first)
+    hub.publish(trade)
+    assert len(first.seen) == 2 and len(last.seen) == 3
+
+
+def test_book_mirror_follows_and_drops_on_a_break() -> None:
+    book, events = _book_events()
+    mirror = BookMirror()
+    for ev in events:
+        mirror.on_event(ev)
+    mirrored = mirror.book("coinbase", "BTC-USD")
+    assert mirrored == book and mirrored.sequence == book.sequence
+    assert mirrored.checksum() == book.checksum()
+    mirror.on_event(events[3])                 # out of sequence: not trusted any more
+    assert mirror.book("coinbase", "BTC-USD") is None and mirror.sequence_errors == 1
+    mirror.on_event(events[0])                 # a snapshot restores it
+    assert mirror.book("coinbase", "BTC-USD") is not None
+    mirror.on_event(Gap("coinbase", "", "reconnect", "", -1, 0))
+    assert mirror.book("coinbase", "BTC-USD") is None
+
+
+def test_ring_record_codec_round_trips_every_event() -> None:
+    _, events = _book_events()
+    events += [Trade("binanceus", "ETH-USD", "ETHUSD", "3000.01", "0.5", "sell", "991", 1, 2),
+               Gap("kraken", "BTC-USD", "checksum", "crc mismatch", -1, 3),
+               Rejected("coinbase", "bad_json", "line 1", 4)]
+    for ev in events:
+        back = decode_event(encode_event(ev))
+        assert type(back) is type(ev)
+        if isinstance(ev, (BookSnapshot, BookUpdate)):
+            assert back.delta == ev.delta and back.delta.sequence == ev.delta.sequence
+            assert (back.exchange, back.symbol, back.ts_event, back.ts_recv) == (
+                ev.exchange, ev.symbol, ev.ts_event, ev.ts_recv)
+        else:
+            assert back == ev
+    assert decode_event(b'H{"kraken":{"stats":{}}}') == {"kraken": {"stats": {}}}
+    with pytest.raises(TypeError):
+        encode_event(object())
+
+
+def test_stream_ids_increase_and_refuse_repeats() -> None:
+    s = _Stream()
+    assert s.next_id(100, 5) == (100, 5)
+    assert s.next_id(100, 7) == (100, 7)
+    assert s.next_id(100, 7) is None             # the same trade again
+    assert s.next_id(99, 6) is None              # an older one (a reconnect's replay)
+    assert s.next_id(98, 8) == (100, 8)          # a newer trade with a clock step back
+    assert s.next_id(101, 1) == (101, 1)
+    # No trade ids (Kraken v1): a counter within the millisecond.
+    c = _Stream()
+    assert [c.next_id(5, None), c.next_id(5, None), c.next_id(6, None)] == [(5, 0), (5, 1), (6, 0)]
