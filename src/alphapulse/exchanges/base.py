@@ -309,7 +309,8 @@ class MarketDataCollector:
                  ping_timeout: float | None = 20.0, stale_after: Mapping[str, float] | None = None,
                  backoff_initial: float = 0.5, backoff_max: float = 30.0,
                  open_timeout: float = 10.0, max_lifetime: float | None = None,
-                 max_frame: int = 64 << 20, recorder: Any = None, **options: Any) -> None:
+                 max_frame: int = 16 << 20, close_timeout: float = 2.0, recorder: Any = None,
+                 **options: Any) -> None:
         if not symbols:
             raise ValueError("symbols: at least one symbol is required")
         self.symbols = list(symbols)
@@ -323,6 +324,7 @@ class MarketDataCollector:
         self.stale_after = dict(self.stale_after_default if stale_after is None else stale_after)
         self.open_timeout, self.max_lifetime, self.max_frame = open_timeout, max_lifetime, max_frame
         self.recorder = recorder
+        self.close_timeout = close_timeout
         self.backoff = Backoff(backoff_initial, backoff_max)
         self.parser = self.make_parser()
         self.reconnects = 0
@@ -402,7 +404,7 @@ class MarketDataCollector:
         try:
             async with connect(self.url, ping_interval=self.ping_interval,
                                ping_timeout=self.ping_timeout, open_timeout=self.open_timeout,
-                               close_timeout=2, max_size=self.max_frame, compression=None,
+                               close_timeout=self.close_timeout, max_size=self.max_frame, compression=None,
                                max_queue=None) as ws:
                 self._ws, self.connected = ws, True
                 watchdog = asyncio.get_running_loop().create_task(self._watchdog(ws))
@@ -466,8 +468,8 @@ class MarketDataCollector:
             for channel, limit in deadlines.items():
                 if now - self.parser.activity.get(channel, now) > limit:
                     self._close_reason = "stale" if channel == "*" else f"stale_{channel}"
-                    log.warning("%s: no %s data for %.1fs; reconnecting", self.name,
-                                "" if channel == "*" else channel, limit)
+                    log.warning("%s: no %s for %.1fs; reconnecting", self.name,
+                                "data" if channel == "*" else f"{channel} data", limit)
                     ws.transport.abort()        # the feed is dead: no polite close handshake
                     return
             if self.max_lifetime is not None and time.monotonic() - started > self.max_lifetime:

@@ -68,6 +68,28 @@ def _epoch_text_ns(text: str) -> int:
     return int(sec) * 10**9 + (int(frac.ljust(9, "0")[:9]) if frac else 0)
 
 
+MAX_LEVELS = 5000   # per message; Kraken's deepest subscription is 1000 a side
+
+
+def _exact(value: Any, precision: int) -> bytes:
+    """A decoded JSON number as text at ``precision`` -- only when that is provably its value.
+
+    Below 10**15 units of the last place a double is closer to its decimal than to any other
+    decimal with ``precision`` places, so formatting recovers it; the round trip check refuses
+    numbers with digits beyond the precision.
+    """
+    if type(value) is int:
+        return str(value).encode()
+    if type(value) is not float:
+        raise ProtocolError("wrong_type", f"number expected, got {type(value).__name__}")
+    if not abs(value) < 10.0 ** (15 - precision):
+        raise ProtocolError("inexact_number", repr(value))
+    text = f"{value:.{precision}f}"
+    if float(text) != value:
+        raise ProtocolError("inexact_number", f"{value!r} has digits beyond {precision} places")
+    return text.encode()
+
+
 def _decimals(text: str) -> int:
     _, dot, frac = text.partition(".")
     return len(frac) if dot else 0
@@ -185,6 +207,8 @@ class KrakenParser(FeedParser):
         want = 0
         for e in entries:
             want += len(e["bids"]) + len(e["asks"])
+        if want > MAX_LEVELS:
+            raise ProtocolError("too_many_levels", f"{want} levels in one message")
         if len(found) == want:
             return found
         loose = _LEVEL_LOOSE.findall(frame)
@@ -193,7 +217,15 @@ class KrakenParser(FeedParser):
                 return [(self._num(p), self._num(q)) for p, q in loose]
             except (InvalidOperation, ValueError):
                 pass
-        raise ProtocolError("bad_number", f"{want} levels, {len(found)} plain numbers")
+        # Unusual layout (other key order...): the decoded floats, only where provably exact.
+        out = []
+        for e in entries:
+            st = self._syms.get("2" + str(e["symbol"]))
+            pp, sp = (st.pp, st.sp) if st else self._precisions.get(e["symbol"], (8, 8))
+            for key in e:
+                if key in ("bids", "asks"):
+                    out += [(_exact(lv["price"], pp), _exact(lv["qty"], sp)) for lv in e[key]]
+        return out
 
     @staticmethod
     def _num(text: bytes) -> bytes:
@@ -235,6 +267,8 @@ class KrakenParser(FeedParser):
                           str(tid), rfc3339_ns(t["timestamp"]), ts_recv, seq=tid)
 
     def _trade_texts(self, frame: bytes, data: list) -> list:
+        if len(data) > MAX_LEVELS:
+            raise ProtocolError("too_many_levels", f"{len(data)} trades in one message")
         found = _LEVEL.findall(frame)
         if len(found) == len(data):
             return found
@@ -244,7 +278,7 @@ class KrakenParser(FeedParser):
                 return [(self._num(p), self._num(q)) for p, q in loose]
             except (InvalidOperation, ValueError):
                 pass
-        raise ProtocolError("bad_number", f"{len(data)} trades, {len(found)} plain numbers")
+        return [(_exact(t["price"], 8), _exact(t["qty"], 8)) for t in data]
 
     def _v2_book(self, entry: dict, texts: list, pos: int, snapshot: bool, ts_recv: int) -> None:
         st = self._sym(entry["symbol"], False, ts_recv)
