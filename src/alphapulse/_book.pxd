@@ -41,13 +41,16 @@ cdef extern from "_levels.h" nogil:
 cdef extern from "_varint.h" nogil:
     enum:
         AP_VARINT_MAX
+        AP_PRICE_TZBITS
+        AP_SIZE_TZBITS
     uint64_t ap_zigzag(int64_t v)
     int64_t ap_unzigzag(uint64_t u)
     size_t ap_put_uvarint(unsigned char *p, uint64_t v)
     size_t ap_get_uvarint(const unsigned char *p, size_t length, uint64_t *out)
-    void ap_split_tz(uint64_t v, uint64_t *mantissa, unsigned *tz)
-    size_t ap_put_number(unsigned char *p, uint64_t mantissa, unsigned tz)
-    size_t ap_get_number(const unsigned char *p, size_t length, uint64_t *mantissa, unsigned *tz)
+    void ap_split_tz(uint64_t v, unsigned max_tz, uint64_t *mantissa, unsigned *tz)
+    size_t ap_put_number(unsigned char *p, uint64_t mantissa, unsigned tz, unsigned tzbits)
+    size_t ap_get_number(const unsigned char *p, size_t length, unsigned tzbits,
+                         uint64_t *mantissa, unsigned *tz)
     int ap_scale_signed(int64_t mantissa, unsigned tz, int64_t *out)
 
 

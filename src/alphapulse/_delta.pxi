@@ -17,6 +17,8 @@ cdef inline int _parse_change(object item, int pp, int sp, Py_ssize_t index,
         size = (<tuple>item)[2]
     else:
         try:
+            if isinstance(item, (str, bytes)):
+                raise TypeError
             side, price, size = item
         except (TypeError, ValueError):
             raise BookError(f"changes[{index}] must be a (side, price, size) triple, "
@@ -204,7 +206,7 @@ cdef class Delta:
     #  | uvarint len + exchange utf-8 | uvarint len + symbol utf-8
     #  | uvarint n_bids | uvarint n_asks
     #  | per change: number(zigzag(price - previous price)) number(size)
-    # "number" is _varint.h's mantissa/trailing-zeros form.  The previous price runs across
+    # "number" is _varint.h's mantissa/trailing-zeros form (3 tz bits for prices, 4 for sizes).  The previous price runs across
     # both sides (starting at 0), so a snapshot's first ask is a small step from its best bid.
 
     def encode(self):
@@ -245,9 +247,9 @@ cdef class Delta:
                 while tz < 7 and d != 0 and d % 10 == 0:
                     d = d // 10
                     tz += 1
-                pos += ap_put_number(p + pos, ap_zigzag(d), tz)
-                ap_split_tz(<uint64_t>self.sizes[i], &m, &tz)
-                pos += ap_put_number(p + pos, m, tz)
+                pos += ap_put_number(p + pos, ap_zigzag(d), tz, AP_PRICE_TZBITS)
+                ap_split_tz(<uint64_t>self.sizes[i], 15, &m, &tz)
+                pos += ap_put_number(p + pos, m, tz, AP_SIZE_TZBITS)
             return (<char *>p)[:pos]
         finally:
             if p != stackbuf:
@@ -368,7 +370,7 @@ cdef Delta _decode(const unsigned char *p, size_t length):
     n = <Py_ssize_t>(n_bids + n_asks)
     out._alloc(n)
     for i in range(n):
-        k = ap_get_number(p + pos, length - pos, &m, &tz)
+        k = ap_get_number(p + pos, length - pos, AP_PRICE_TZBITS, &m, &tz)
         if k == 0:
             _bad(f"truncated price of change {i}")
         pos += k
@@ -377,7 +379,7 @@ cdef Delta _decode(const unsigned char *p, size_t length):
         if (d > 0 and prev > INT64_MAX - d) or prev + d <= 0:
             _bad(f"price of change {i} out of range")
         prev += d
-        k = ap_get_number(p + pos, length - pos, &m, &tz)
+        k = ap_get_number(p + pos, length - pos, AP_SIZE_TZBITS, &m, &tz)
         if k == 0:
             _bad(f"truncated size of change {i}")
         pos += k
