@@ -22,6 +22,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from alphapulse import __version__
+
 from . import params
 from .params import ParamError
 
@@ -158,7 +160,6 @@ def health(request: Request) -> Response:
         "trades_stored": sum(n for _, _, n, _ in state.store.sizes()),
         "capacity_per_pair": state.store.capacity,
     })
-    from .. import __version__
     body = {"status": "ok" if healthy else "unhealthy", **report, "healthy": healthy,
             "version": __version__}
     return JSONResponse(body, status_code=200 if healthy else 503)

@@ -128,7 +128,7 @@ class Metrics:
         r = self.registry
         self.build = Info("alphapulse_build", "AlphaPulse version.", registry=r)
         if version is None:
-            from .. import __version__ as version
+            from alphapulse import __version__ as version
         self.build.info({"version": version})
 
         # --- ingest -----------------------------------------------------------------------

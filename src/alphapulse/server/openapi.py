@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from alphapulse import __version__
+
 from .params import DEFAULT_DEPTH, DEFAULT_LIMIT, MAX_BPS, MAX_DEPTH, MAX_LIMIT
 from .store import INTERVALS
 
@@ -192,12 +194,14 @@ def document(exchanges: Sequence[str], symbols: Sequence[str]) -> dict[str, Any]
     paths = {
         "/health": {"get": {"summary": "Service health", "parameters": [], "responses": {
             "200": _json(_ref("Health"), "healthy"),
+            "400": _ERRORS["400"],
             "503": _json(_ref("Health"), "not healthy")}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "parameters": [], "responses": {
             "200": {"description": "Prometheus text exposition format",
-                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "400": _ERRORS["400"]}}},
         "/openapi.json": {"get": {"summary": "This document", "parameters": [], "responses": {
-            "200": _json({"type": "object"}, "OpenAPI 3.1")}}},
+            "200": _json({"type": "object"}, "OpenAPI 3.1"), "400": _ERRORS["400"]}}},
         "/summary": _get("Counts, symbols, first/last times and rates", [],
                          _json(_ref("Summary"), "store summary")),
         "/symbols/{exchange}": _get(
@@ -233,7 +237,6 @@ def document(exchanges: Sequence[str], symbols: Sequence[str]) -> dict[str, Any]
                     "minimum net edge at detection, basis points")],
             _json(_ref("OpportunityList"), "opportunities")),
     }
-    from .. import __version__
     return {
         "openapi": "3.1.0",
         "info": {"title": "AlphaPulse market-data API", "version": __version__,
