@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from .. import __version__
+from alphapulse import __version__
 from ..errors import ConfigError
 from .config import SETTINGS, SOURCES, LOG_LEVELS, Config, load_config
 
