@@ -122,9 +122,11 @@ def _in_sync(runtime: Runtime, client: MirrorClient, replays: list[Any]) -> bool
     return True
 
 
-async def test_ws_client_books_match_the_server(fixtures_dir: Path,
+async def test_ws_client_books_match_the_server(fixtures_dir: Path, tmp_path: Path,
                                                 loopback_socket: socket.socket) -> None:
-    async with running_server(fixtures_dir, loopback_socket) as (runtime, replays):
+    record = tmp_path / "rec"
+    async with running_server(fixtures_dir, loopback_socket,
+                              record_dir=str(record)) as (runtime, replays):
         port = loopback_socket.getsockname()[1]
         async with connect(f"ws://127.0.0.1:{port}/ws", max_size=1 << 22) as ws:
             await ws.send(orjson.dumps({"op": "subscribe", "encoding": "json",
@@ -171,6 +173,13 @@ async def test_ws_client_books_match_the_server(fixtures_dir: Path,
             assert msg["sequence"] == runtime.book("kraken", "BTC-USD").sequence
         assert runtime.ws.stats["messages_out"] > 300
         assert runtime.hub.errors == {}
+        frames = {ex: r.frames_sent for ex, r in zip(CAPTURES, replays)}
+    # --record: every frame each collector received is in its file, flushed at shutdown.
+    for exchange in CAPTURES:
+        files = list(record.glob(f"{exchange}-*.jsonl"))
+        assert len(files) == 1, files
+        lines = files[0].read_bytes().count(b"\n")
+        assert lines >= frames[exchange] > 1000, (exchange, lines, frames[exchange])
 
 
 async def test_stalled_client_closed_1008_others_unaffected(
