@@ -81,6 +81,10 @@ class MirrorClient:
             self.deltas[channel] = self.deltas.get(channel, 0) + (not delta.is_snapshot)
             return
         msg = orjson.loads(raw)
+        for one in msg if isinstance(msg, list) else [msg]:   # a batch frame is an array
+            self._on_json(one)
+
+    def _on_json(self, msg: dict[str, Any]) -> None:
         kind, channel = msg["type"], msg.get("channel", "")
         if kind == "snapshot":
             book = OrderBook(msg["symbol"], msg["price_precision"], msg["size_precision"],
@@ -195,7 +199,7 @@ async def test_stalled_client_closed_1008_others_unaffected(
         raw.connect(("127.0.0.1", port))
         stalled = await connect(url, sock=raw, max_queue=2)
         await stalled.send(subscribe)
-        async with connect(url, max_size=1 << 22) as ws:
+        async with connect(url + "?batch=1", max_size=1 << 22) as ws:
             await ws.send(subscribe)
             client = MirrorClient(ws)
 
@@ -211,6 +215,7 @@ async def test_stalled_client_closed_1008_others_unaffected(
                 assert client.books[channel].checksum() == runtime.book(exchange,
                                                                         symbol).checksum()
         assert runtime.ws.stats["overflow_closed"] == 1
+        assert sum(client.deltas.values()) > 1000
         # The stalled client, once it reads again, finds the policy close after its backlog.
         code = reason = None
         try:

@@ -5,7 +5,7 @@ Protocol (docs/websocket.md has the full text and a client):
 * client -> server, JSON text frames:
   ``{"op": "subscribe", "channels": [...], "encoding": "json" | "binary"}``,
   ``{"op": "unsubscribe", "channels": [...]}``, ``{"op": "snapshot", "channel": "book:..."}``,
-  ``{"op": "ping"}``.
+  ``{"op": "options", "batch": true}`` (or ``/ws?batch=1``), ``{"op": "ping"}``.
 * channels: ``book:<exchange>:<symbol>``, ``trades:<exchange>:<symbol>``, ``arbitrage:<symbol>``,
   ``bbo:<symbol>``.
 * server -> client: ``subscribed`` / ``unsubscribed`` / ``error`` / ``pong`` acknowledgements, and
@@ -39,12 +39,14 @@ CLOSE_POLICY = 1008
 MAX_CLIENT_MESSAGE = 64 * 1024
 MAX_CHANNELS_PER_CLIENT = 1024
 CLOSE_TIMEOUT_S = 5.0
+MAX_BATCH = 1000
 
 
 class _Client:
     """One connection: its queue, its subscriptions and the task that drains the queue."""
 
-    __slots__ = ("ws", "queue", "limit", "wake", "channels", "closing", "close_reason", "sent")
+    __slots__ = ("ws", "queue", "limit", "wake", "channels", "closing", "close_reason", "sent",
+                 "batch")
 
     def __init__(self, ws: WebSocket, limit: int) -> None:
         self.ws = ws
@@ -55,6 +57,7 @@ class _Client:
         self.closing = False
         self.close_reason = ""
         self.sent = 0
+        self.batch = False     # JSON messages queued together go out as one array frame
 
 
 def _levels(delta: Any) -> tuple[list[list[str]], list[list[str]]]:
@@ -241,6 +244,7 @@ class WsFanout:
         """The ``/ws`` handler: accept, then read control messages while a task sends."""
         await websocket.accept()
         client = _Client(websocket, self._queue_size)
+        client.batch = websocket.query_params.get("batch") in ("1", "true")
         self._clients.add(client)
         self.stats["connections"] += 1
         self.stats["clients"] = len(self._clients)
@@ -266,7 +270,6 @@ class WsFanout:
             if client.closing:
                 reason = "slow_client" if client.close_reason.startswith("send queue") else "policy"
             if not sender.done():
-                client.closing = client.closing or False
                 sender.cancel()
             try:
                 await sender
@@ -288,13 +291,24 @@ class WsFanout:
                 while queue:
                     msg = queue.popleft()
                     if isinstance(msg, str):
+                        if client.batch and queue and isinstance(queue[0], str):
+                            # Everything JSON that is waiting, as one frame: one send instead
+                            # of many is what lets hundreds of clients keep up.
+                            parts = [msg]
+                            while queue and isinstance(queue[0], str) and len(parts) < MAX_BATCH:
+                                parts.append(queue.popleft())
+                            msg = "[" + ",".join(parts) + "]"
+                            n = len(parts)
+                        else:
+                            n = 1
                         await ws.send({"type": "websocket.send", "text": msg})
                     else:
+                        n = 1
                         await ws.send({"type": "websocket.send", "bytes": msg})
-                    client.sent += 1
-                    self.stats["messages_out"] += 1
+                    client.sent += n
+                    self.stats["messages_out"] += n
                     if out is not None:
-                        out.inc()
+                        out.inc(n)
                 if client.closing:
                     # The close frame may wait behind a full socket buffer; bound the wait.
                     await asyncio.wait_for(ws.close(CLOSE_POLICY, client.close_reason[:120]),
@@ -333,6 +347,14 @@ class WsFanout:
         op = msg.get("op")
         if op == "ping":
             self._reply(client, {"type": "pong", "id": msg.get("id")})
+        elif op == "options":
+            batch = msg.get("batch")
+            if not isinstance(batch, bool):
+                self._reply(client, {"type": "error", "reason": "bad_option", "op": op,
+                                     "detail": "'batch' must be true or false"})
+                return
+            client.batch = batch
+            self._reply(client, {"type": "options", "batch": batch})
         elif op in ("subscribe", "unsubscribe"):
             channels = msg.get("channels")
             if isinstance(channels, str):
@@ -365,7 +387,7 @@ class WsFanout:
             self._send_snapshot(client, channel, client.channels.get(channel, "json"))
         else:
             self._reply(client, {"type": "error", "reason": "bad_op",
-                                 "detail": "op must be subscribe, unsubscribe, snapshot or ping"})
+                                 "detail": "op must be subscribe, unsubscribe, snapshot, options or ping"})
 
     def _subscribe(self, client: _Client, channels: list[str], encoding: str) -> None:
         if len(client.channels) + len(channels) > MAX_CHANNELS_PER_CLIENT:
