@@ -458,3 +458,20 @@ async def test_real_socket_uvicorn(capture: Capture, loopback_socket: socket.soc
         server.should_exit = True
         await asyncio.wait_for(task, 10)
     assert state.calls == ["start", "stop"]
+
+
+async def test_large_answers_rendered_off_loop_are_complete(capture: Capture) -> None:
+    state = make_state(capture, capacity=5000)
+    last = capture.trades[-1]
+    for i in range(4000):          # past the thread threshold, and wrapping the buffer
+        state.store.add(Trade("coinbase", SYMBOL, SYMBOL, f"{96000 + i % 7}.01", "0.5", "buy",
+                              f"x{i}", last.ts_event + i + 1, last.ts_recv + i + 1))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(state)),
+                                 base_url="http://test") as c:
+        r = await c.get(f"/trades/{SYMBOL}", params={"limit": 10000})
+        data = r.json()["data"]
+        assert len(data) == 4394 and data[-1]["trade_id"] == "x3999"
+        assert [t["trade_id"] for t in data[:394]] == [t.trade_id for t in capture.trades]
+        r = await c.get(f"/trades/{SYMBOL}/recent", params={"limit": 3000})
+        data = r.json()["data"]
+        assert len(data) == 3000 and data[0]["trade_id"] == "x3999" and data[-1]["trade_id"] == "x1000"

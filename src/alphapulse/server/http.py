@@ -13,6 +13,8 @@ its test are checked against it.
 """
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -26,9 +28,9 @@ from alphapulse import __version__
 
 from . import params
 from .params import ParamError
+from .store import TradeSlice
 
 if TYPE_CHECKING:
-    from ..events import Trade
     from .app import ServerState
 
 _TIME = ("start", "end", "start_time", "end_time")
@@ -65,6 +67,10 @@ class JSONResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
+        return self.encode(content)
+
+    @staticmethod
+    def encode(content: Any) -> bytes:
         return orjson.dumps(content, default=_default,
                             option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
@@ -108,35 +114,24 @@ def _pair(request: Request, query: Mapping[str, str], *, allow_all: bool = False
     return exchange, symbol
 
 
-def trade_json(trade: Trade) -> dict[str, Any]:
-    return {
-        "exchange": trade.exchange,
-        "symbol": trade.symbol,
-        "native_symbol": trade.native_symbol,
-        "price": trade.price,
-        "size": trade.size,
-        "side": trade.side,
-        "trade_id": trade.trade_id,
-        "timestamp": trade.ts_event / 1e9,
-        "ts_event": trade.ts_event,
-        "ts_recv": trade.ts_recv,
-    }
-
-
 def _envelope(started: float, data: list[Any], **fields: Any) -> dict[str, Any]:
     return {**fields, "count": len(data), "data": data,
             "processing_time_ms": round((time.perf_counter() - started) * 1000, 3)}
 
 
-def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Any]:
-    """Wrap a synchronous handler: ParamError -> 4xx JSON.
+def guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+    """Wrap a handler (plain or async): ParamError -> 4xx JSON.
 
-    Handlers are plain functions run inline on the event loop: each does bounded in-memory work
-    (at most 10,000 items), cheaper than a thread hop.
+    Plain handlers run inline on the event loop: each does bounded in-memory work, cheaper than
+    a thread hop; the big trade answers hand their decoding to a thread themselves.
     """
+    is_async = inspect.iscoroutinefunction(handler)
+
     async def endpoint(request: Request) -> Response:
         try:
-            return handler(request)
+            if is_async:
+                return await handler(request)  # type: ignore[no-any-return]
+            return handler(request)  # type: ignore[no-any-return]
         except ParamError as exc:
             return error_response(exc)
     endpoint.__name__ = handler.__name__
@@ -197,7 +192,19 @@ def symbols(request: Request) -> Response:
     return JSONResponse(body)
 
 
-def trades(request: Request) -> Response:
+# Above this many trades an answer is decoded and encoded in a worker thread, so a 10,000-trade
+# request does not stall the event loop (and every WebSocket client) for tens of milliseconds.
+_THREAD_ABOVE = 500
+
+
+async def _trade_response(started: float, chosen: TradeSlice, **fields: Any) -> Response:
+    def render() -> bytes:
+        return JSONResponse.encode(_envelope(started, chosen.to_json(), **fields))
+    body = await asyncio.to_thread(render) if len(chosen) > _THREAD_ABOVE else render()
+    return Response(body, media_type="application/json")
+
+
+async def trades(request: Request) -> Response:
     """Stored trades in a time range, oldest first.
 
     Without ``start``: the newest ``limit`` trades (up to ``end``).  With ``start``: the first
@@ -208,20 +215,18 @@ def trades(request: Request) -> Response:
     exchange, symbol = _pair(request, query)
     limit = params.limit(query)
     start, end = params.time_range(query)
-    rows = _server(request).store.trades(exchange, symbol, limit=limit, start=start, end=end,
-                                         newest=start is None)
-    return JSONResponse(_envelope(started, [trade_json(t) for t in rows],
-                                  symbol=symbol, exchange=exchange))
+    chosen = _server(request).store.select(exchange, symbol, limit=limit, start=start, end=end,
+                                           newest=start is None)
+    return await _trade_response(started, chosen, symbol=symbol, exchange=exchange)
 
 
-def recent_trades(request: Request) -> Response:
+async def recent_trades(request: Request) -> Response:
     """The newest ``limit`` trades, newest first."""
     started = time.perf_counter()
     query = parse_query(request, "/trades/{symbol}/recent")
     exchange, symbol = _pair(request, query)
-    rows = _server(request).store.recent(exchange, symbol, params.limit(query))
-    return JSONResponse(_envelope(started, [trade_json(t) for t in rows],
-                                  symbol=symbol, exchange=exchange))
+    chosen = _server(request).store.select_recent(exchange, symbol, params.limit(query))
+    return await _trade_response(started, chosen, symbol=symbol, exchange=exchange)
 
 
 def ohlcv(request: Request) -> Response:

@@ -26,7 +26,7 @@ import struct
 import time
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation
 from functools import reduce
@@ -50,6 +50,7 @@ RATE_WINDOW_S = 60
 _EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
 
 _HEAD = struct.Struct("<qqB")       # ts_event, ts_recv, side (0 buy, 1 sell)
+_TS_EVENT = struct.Struct("<q")     # the record's first field, read alone by time searches
 _SEP = "\x1f"                       # unit separator: never part of a decimal or a trade id
 _SIDES = ("buy", "sell")
 
@@ -63,6 +64,41 @@ def _unpack(exchange: str, symbol: str, native: str, record: bytes) -> Trade:
     ts_event, ts_recv, side = _HEAD.unpack_from(record)
     price, size, trade_id = record[_HEAD.size:].decode().split(_SEP, 2)
     return Trade(exchange, symbol, native, price, size, _SIDES[side], trade_id, ts_event, ts_recv)
+
+
+@dataclass(frozen=True, slots=True)
+class TradeSlice:
+    """Trades selected from the store, still packed.
+
+    Selecting only copies references (cheap enough for the event loop); decoding -- to
+    ``Trade`` objects or to JSON-ready dicts -- reads immutable ``bytes`` and can run anywhere,
+    e.g. in a worker thread for a 10,000-trade answer, while the store keeps changing.
+    """
+
+    exchange: str
+    symbol: str
+    native: str
+    records: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def trades(self) -> list[Trade]:
+        ex, sym, native = self.exchange, self.symbol, self.native
+        return [_unpack(ex, sym, native, r) for r in self.records]
+
+    def to_json(self) -> list[dict[str, object]]:
+        """Dicts with the Trade fields plus ``timestamp`` (ts_event in seconds, original API)."""
+        out = []
+        head, size, sides = _HEAD.unpack_from, _HEAD.size, _SIDES
+        ex, sym, native = self.exchange, self.symbol, self.native
+        for record in self.records:
+            ts_event, ts_recv, side = head(record)
+            price, qty, trade_id = record[size:].decode().split(_SEP, 2)
+            out.append({"exchange": ex, "symbol": sym, "native_symbol": native,
+                        "price": price, "size": qty, "side": sides[side], "trade_id": trade_id,
+                        "timestamp": ts_event / 1e9, "ts_event": ts_event, "ts_recv": ts_recv})
+        return out
 
 
 @dataclass(slots=True)
@@ -98,19 +134,6 @@ class Bar:
                 str(self.volume), self.trades)
 
 
-def _merge(bar: Bar, price: Decimal, size: Decimal, ts: int) -> None:
-    if price > bar.high:
-        bar.high = price
-    if price < bar.low:
-        bar.low = price
-    if ts < bar.open_ts:
-        bar.open, bar.open_ts = price, ts
-    if ts >= bar.close_ts:
-        bar.close, bar.close_ts = price, ts
-    bar.volume = _EXACT.add(bar.volume, size)
-    bar.trades += 1
-
-
 class _Bars:
     """Bars of one interval for one (exchange, symbol): a dict plus the sorted window starts."""
 
@@ -127,7 +150,17 @@ class _Bars:
         start = ts - ts % self.width
         bar = self.by_start.get(start)
         if bar is not None:
-            _merge(bar, price, size, ts)
+            # Inline (no helper call): this runs five times per trade.
+            if price > bar.high:
+                bar.high = price
+            if price < bar.low:
+                bar.low = price
+            if ts < bar.open_ts:
+                bar.open, bar.open_ts = price, ts
+            if ts >= bar.close_ts:
+                bar.close, bar.close_ts = price, ts
+            bar.volume = _EXACT.add(bar.volume, size)
+            bar.trades += 1
             return
         starts = self.starts
         if len(starts) >= self.max_bars and start < starts[0]:
@@ -154,14 +187,13 @@ class _Series:
     """The bounded trade buffer and the bars of one (exchange, symbol)."""
 
     __slots__ = ("exchange", "symbol", "native", "capacity", "records", "head", "total",
-                 "first_ts", "last_ts", "last_recv", "bars", "_ts", "_inversion", "_per_second")
+                 "first_ts", "last_ts", "last_recv", "bars", "_inversion", "_per_second")
 
     def __init__(self, exchange: str, symbol: str, native: str, capacity: int,
                  max_bars: int) -> None:
         self.exchange, self.symbol, self.native = exchange, symbol, native
         self.capacity = capacity
         self.records: list[bytes] = []      # circular once full; ``head`` is the oldest slot
-        self._ts: list[int] = []            # ts_event per slot, for time-range searches
         self.head = 0
         self.total = 0                      # trades ever added (stored count = len(records))
         self.first_ts = 0
@@ -195,10 +227,8 @@ class _Series:
         record = _pack(trade)
         if len(self.records) < self.capacity:
             self.records.append(record)
-            self._ts.append(ts)
         else:
             self.records[self.head] = record
-            self._ts[self.head] = ts
             self.head = (self.head + 1) % self.capacity
         self.total += 1
         for bars in self.bars.values():
@@ -217,10 +247,10 @@ class _Series:
     def _index_of_time(self, ts: int) -> int:
         """The first position (0 = oldest) whose ts_event >= ts, on a time-sorted buffer."""
         lo, hi = 0, len(self.records)
-        tss, slot = self._ts, self._slot
+        records, slot, ts_of = self.records, self._slot, _TS_EVENT.unpack_from
         while lo < hi:
             mid = (lo + hi) // 2
-            if tss[slot(mid)] < ts:
+            if ts_of(records[slot(mid)])[0] < ts:
                 lo = mid + 1
             else:
                 hi = mid
@@ -237,11 +267,16 @@ class _Series:
             return range(lo, max(lo, hi))
         lo_ts = -(1 << 63) if start is None else start
         hi_ts = (1 << 63) if end is None else end
-        tss, slot = self._ts, self._slot
-        return (i for i in range(n) if lo_ts <= tss[slot(i)] < hi_ts)
+        records, slot, ts_of = self.records, self._slot, _TS_EVENT.unpack_from
+        return (i for i in range(n) if lo_ts <= ts_of(records[slot(i)])[0] < hi_ts)
 
-    def trade_at(self, position: int) -> Trade:
-        return _unpack(self.exchange, self.symbol, self.native, self.records[self._slot(position)])
+    def records_at(self, positions: Iterable[int]) -> list[bytes]:
+        records, n, head = self.records, len(self.records), self.head
+        if not head:
+            if isinstance(positions, range) and positions.step == 1:
+                return records[positions.start:positions.stop]
+            return [records[p] for p in positions]
+        return [records[(head + p) % n] for p in positions]
 
     def rate(self, now_ns: int) -> float:
         """Trades per second received (ts_recv) in the last ``RATE_WINDOW_S`` whole seconds."""
@@ -302,9 +337,9 @@ class TradeStore:
         series = self._series.get((exchange, symbol))
         return 0 if series is None else len(series)
 
-    def trades(self, exchange: str, symbol: str, *, limit: int | None = None,
+    def select(self, exchange: str, symbol: str, *, limit: int | None = None,
                start: int | None = None, end: int | None = None,
-               newest: bool = True) -> list[Trade]:
+               newest: bool = True) -> TradeSlice:
         """Stored trades with ``start <= ts_event < end`` (ns; ``None`` = unbounded), oldest first.
 
         With ``limit``, the ``limit`` newest matching trades (``newest=True``) or the ``limit``
@@ -312,7 +347,7 @@ class TradeStore:
         """
         series = self._series.get((exchange, symbol))
         if series is None or (limit is not None and limit <= 0):
-            return []
+            return TradeSlice(exchange, symbol, symbol, [])
         positions = series.positions(start, end)
         if limit is not None:
             if isinstance(positions, range):
@@ -320,15 +355,27 @@ class TradeStore:
             else:
                 chosen = list(positions)
                 positions = chosen[-limit:] if newest else chosen[:limit]
-        return [series.trade_at(p) for p in positions]
+        return TradeSlice(exchange, symbol, series.native, series.records_at(positions))
 
-    def recent(self, exchange: str, symbol: str, limit: int) -> list[Trade]:
+    def select_recent(self, exchange: str, symbol: str, limit: int) -> TradeSlice:
         """The ``limit`` most recently received trades, newest first."""
         series = self._series.get((exchange, symbol))
         if series is None or limit <= 0:
-            return []
+            return TradeSlice(exchange, symbol, symbol, [])
         n = len(series)
-        return [series.trade_at(p) for p in range(n - 1, max(-1, n - 1 - limit), -1)]
+        positions = range(n - 1, max(-1, n - 1 - limit), -1)
+        return TradeSlice(exchange, symbol, series.native, series.records_at(positions))
+
+    def trades(self, exchange: str, symbol: str, *, limit: int | None = None,
+               start: int | None = None, end: int | None = None,
+               newest: bool = True) -> list[Trade]:
+        """:meth:`select` decoded to ``Trade`` events."""
+        return self.select(exchange, symbol, limit=limit, start=start, end=end,
+                           newest=newest).trades()
+
+    def recent(self, exchange: str, symbol: str, limit: int) -> list[Trade]:
+        """:meth:`select_recent` decoded to ``Trade`` events, newest first."""
+        return self.select_recent(exchange, symbol, limit).trades()
 
     def ohlcv(self, exchange: str, symbol: str, interval: str, *, limit: int | None = None,
               start: int | None = None, end: int | None = None) -> list[Bar]:
