@@ -38,23 +38,31 @@ The hot path: only a book event that changes its venue's top of book (price or s
 opportunity check, and only pairs involving that venue are examined.
 
 Fees are taker fees in basis points per exchange (``fees=`` overrides ``DEFAULT_TAKER_FEES_BPS``
-entry by entry; an exchange with no entry uses ``default_fee_bps``).  Defaults are each venue's
-entry-tier spot taker rate as published (checked 2026-11; volume tiers lower them, so configure
-your own):
+entry by entry; an exchange with no entry uses ``default_fee_bps``).  The defaults are each
+venue's entry-tier spot taker rate; volume tiers lower them a lot, so configure your own.
+Sources (no primary page was reachable offline; these are secondary, checked 2026-11):
 
     coinbase   120 bps  Coinbase Advanced, $0-1K 30-day volume: taker 1.20% / maker 0.60%
-                        (help.coinbase.com "Coinbase Advanced fees"; the tier table is behind login)
-    kraken      40 bps  Kraken Pro spot, $0-10K: taker 0.40% / maker 0.25%
-                        (kraken.com/features/fee-schedule)
-    binanceus   60 bps  Binance.US Tier 0 taker 0.60% (binance.us/fees).  UNSURE: could not be
-                        confirmed from a primary source offline; ccxt still lists the older 0.10%.
+                        (tier table quoted in public API-integration docs; help.coinbase.com
+                        "Coinbase Advanced fees" describes the model, the table needs a login)
+    kraken      40 bps  Kraken Pro spot, entry tier: taker 0.40% / maker 0.25% (a public summary
+                        of kraken.com/features/fee-schedule)
+    binanceus   60 bps  Binance.US Tier 0 taker 0.60%.  UNSURE: not confirmed by any source
+                        found; ccxt still lists the 2019 0.10%.  Set it if you trade there.
 
-Metrics hooks for the server (plain attributes, read them or wrap the callbacks):
-``stats`` (dict of counters: events, top_changes, evaluations, opened, closed, suppressed_stale,
-suppressed_resyncing, suppressed_crossed, callback_errors); every ``Opportunity`` carries
-``latency_s`` (detector clock at detection minus the triggering event's ``ts_recv``),
-``net_bps``/``gross_bps`` and, when closed, ``duration_s`` - observe them from a callback to fill
-histograms.
+Metrics hooks for the server (plain attributes; read them or wrap the callbacks): counters
+``events``, ``top_changes``, ``evaluations``, ``opened``, ``closed``, ``suppressed_stale``,
+``suppressed_resyncing``, ``suppressed_crossed``, ``callback_errors`` (all of them as a dict:
+``stats``); every ``Opportunity`` carries ``latency_s`` (detector clock at detection minus the
+triggering event's ``ts_recv``, seconds), ``net_bps``/``gross_bps`` and, once closed,
+``duration_s`` - observe them from a callback to fill histograms.  Callbacks run synchronously
+inside ``on_event``/``expire``; an exception in one is counted, never propagated.
+
+Server wiring, in short: feed every event to ``detector.on_event`` (it owns the consolidated
+books: ``detector.books.get(symbol)`` -> ``ConsolidatedBook`` with ``bbo()`` and ``depth(n)``);
+``detector.recent(symbol, limit, min_bps)`` for ``GET /arbitrage/{symbol}``;
+``Opportunity.to_dict()`` for JSON; ``asyncio.create_task(run_expiry(detector))`` so silent
+books close their opportunities.
 """
 from __future__ import annotations
 
