@@ -32,7 +32,7 @@ from websockets.asyncio.client import ClientConnection
 from .._book import OrderBook
 from ..errors import ProtocolError
 from ..events import Event
-from ..symbols import from_native
+from ..symbols import from_native, instrument
 from ._coinbase_exchange import ExchangeFeedMixin, _check_decimal, iso_ns
 from .base import LIVE, RESYNCING, FeedParser, MarketDataCollector
 
@@ -63,7 +63,11 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
         self._expected: int | None = None          # next sequence_num on this connection
         self._products: dict[Any, OrderBook | None] = {}
         self.sequence_anomalies = 0
+        self.protocol: str | None = None            # "advanced_trade" | "exchange", as seen
         self._init_exchange_feed()
+        self._subscribed = {inst.native: inst for inst in
+                            (instrument(self.exchange, s) for s in self.symbols or ())}
+
 
     # ---- FeedParser hooks -----------------------------------------------------------------
     def reset_connection(self) -> None:
@@ -88,8 +92,10 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
             raise ProtocolError("malformed", "frame is not a JSON object")
         channel = msg.get("channel")
         if channel is None:
+            self.protocol = "exchange"
             self._exchange_frame(msg, ts_recv)
             return
+        self.protocol = "advanced_trade"
         if not self._sequence_ok(msg.get("sequence_num"), ts_recv):
             return
         events = msg["events"]
@@ -153,7 +159,8 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
         if type(product) is not str or len(product) > 40:
             raise ProtocolError("unknown_symbol", f"product_id {product!r:.40}")
         try:
-            inst = from_native("coinbase", product)
+            # Subscribed symbols first: a concatenated native (USDTUSD) is ambiguous alone.
+            inst = self._subscribed.get(product) or from_native("coinbase", product)
         except ValueError:
             inst = None
         book = self.book_for(inst) if inst is not None and self.wants(inst.symbol) else None

@@ -1,0 +1,397 @@
+"""Binance.US: ``<symbol>@depth@100ms`` diffs aligned on the REST depth snapshot, and trades.
+
+The documented procedure (binance-us-api-docs web-socket-streams.md; protocols.md §4):
+
+1. open the stream and buffer the depth events;
+2. fetch ``GET /api/v3/depth?symbol=X&limit=1000`` (off the read loop, rate limited);
+3. drop buffered events with ``u <= lastUpdateId``;
+4. the first event applied must straddle the snapshot: ``U <= lastUpdateId + 1 <= u`` (one
+   real capture has ``U == lastUpdateId``, so it is ``<=``, not ``==``);
+5. then every event must have ``U == previous u + 1``; otherwise the book is invalid: Gap,
+   keep buffering, fetch a new snapshot and start again at 3.
+
+If the buffered stream starts *after* ``lastUpdateId + 1`` (the snapshot is older than
+anything we hold) the snapshot is useless: it is fetched again, without a gap being counted.
+
+Frames arrive bare (``/ws/<stream>``) or wrapped (``/stream?streams=...`` gives
+``{"stream", "data"}``); both are accepted.  ``@trade`` and ``@aggTrade`` are both understood:
+``m`` true means the buyer was the maker, so the taker sold.  Binance.US cuts every connection
+after 24 h; the collector reconnects on its own before that (``max_lifetime``).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import orjson
+from websockets.asyncio.client import ClientConnection
+
+from .._book import OrderBook
+from ..errors import ProtocolError
+from ..events import Event
+from ..symbols import from_native, instrument, stream_name
+from ._http import WeightLimiter, http_get
+from .base import LIVE, RESYNCING, FeedParser, MarketDataCollector
+
+__all__ = ["BinanceUSCollector", "BinanceUSParser", "snapshot_weight"]
+
+log = logging.getLogger("alphapulse.exchanges.binanceus")
+_loads = orjson.loads
+_IGNORED_EVENTS = frozenset({"kline", "24hrTicker", "24hrMiniTicker", "bookTicker"})
+
+
+def snapshot_weight(limit: int) -> int:
+    """REQUEST_WEIGHT of ``/api/v3/depth`` for ``limit`` (rest-api.md)."""
+    return 1 if limit <= 100 else 5 if limit <= 500 else 10 if limit <= 1000 else 50
+
+
+class BinanceUSParser(FeedParser):
+    """Sans-IO Binance.US parser: stream frames and REST depth bodies in, books out.
+
+    A REST body names no symbol.  The collector says which one it asked for
+    (``rest_symbol``); in a capture (verify) it is the symbol awaiting a snapshot whose
+    buffered update ids meet the snapshot's ``lastUpdateId`` (or the next depth event's symbol
+    when the body comes first).
+    """
+
+    exchange: ClassVar[str] = "binanceus"
+
+    def __init__(self, symbols: Iterable[str] | None = None, *,
+                 sink: Callable[[Event], None] | None = None, depth: int = 0,
+                 max_levels: int = 20_000, max_buffer: int = 10_000, **kwargs: Any) -> None:
+        super().__init__(symbols, sink=sink, depth=depth, **kwargs)
+        self.max_levels, self.max_buffer = max_levels, max_buffer
+        self.rest_symbol: str | None = None
+        self._natives: dict[Any, OrderBook | None] = {}
+        self._last_u: dict[str, int] = {}          # symbol -> last applied final update id
+        self._bridge: set[str] = set()             # next event must straddle lastUpdateId+1
+        self._buffer: dict[str, list[tuple[int, int, list[Any], int]]] = {}
+        self._orphan: tuple[dict[str, Any], int] | None = None
+        self._trade_kind: dict[str, str] = {}
+        self.dropped_before_snapshot = self.snapshot_retries = self.buffer_overflows = 0
+        self.ignored_trades = 0
+        self._subscribed = {inst.native: inst for inst in
+                            (instrument(self.exchange, s) for s in self.symbols or ())}
+
+    # ---- FeedParser hooks -----------------------------------------------------------------
+    def reset_connection(self) -> None:
+        self._buffer.clear()
+        self._last_u.clear()
+        self._bridge.clear()
+        self._orphan = None
+
+    def resume_offline(self, symbol: str) -> None:
+        """Offline: carry on from the local book, applying what was buffered meanwhile."""
+        book = self.books.get(symbol)
+        if book is None or self._states.get(symbol) != RESYNCING:
+            return
+        self._states[symbol] = LIVE
+        self._bridge.discard(symbol)
+        last = self._last_u.get(symbol, -1)
+        for first, final, changes, ts_event in self._buffer.pop(symbol, ()):
+            if final > last and self.apply_update(book, changes, ts_event, ts_event):
+                last = self._last_u[symbol] = final
+
+    def stats(self) -> dict[str, Any]:
+        out = super().stats()
+        out.update(dropped_before_snapshot=self.dropped_before_snapshot,
+                   snapshot_retries=self.snapshot_retries, buffer_overflows=self.buffer_overflows)
+        return out
+
+    def parse(self, frame: bytes | str, ts_recv: int) -> None:
+        msg = _loads(frame)
+        if type(msg) is not dict:
+            raise ProtocolError("malformed", "frame is not a JSON object")
+        if "stream" in msg and "data" in msg:
+            msg = msg["data"]
+            if type(msg) is not dict:
+                raise ProtocolError("malformed", "combined frame data is not an object")
+        kind = msg.get("e")
+        if kind == "depthUpdate":
+            self._depth(msg, ts_recv)
+        elif kind == "trade" or kind == "aggTrade":
+            self._trade(msg, kind, ts_recv)
+        elif "lastUpdateId" in msg:
+            self._snapshot(msg, ts_recv)
+        elif kind in _IGNORED_EVENTS or (kind is None and "B" in msg and "A" in msg):
+            self.touch("bookTicker" if kind is None else kind)
+        elif kind is None and "id" in msg and ("result" in msg or "error" in msg):
+            self.touch("control")                    # answer to SUBSCRIBE / LIST_...
+            if msg.get("error"):
+                raise ProtocolError("exchange_error", str(msg["error"])[:200])
+        elif kind is None and "code" in msg:
+            raise ProtocolError("exchange_error", f"{msg.get('code')}: {msg.get('msg')}")
+        else:
+            raise ProtocolError("unknown_type", f"event {kind!r:.40}")
+
+    # ---- books ----------------------------------------------------------------------------
+    def _book(self, native: Any) -> OrderBook:
+        try:
+            book = self._natives[native]
+        except KeyError:
+            book = self._new_book(native)
+        except TypeError:
+            raise ProtocolError("unknown_symbol", f"symbol {native!r:.40}") from None
+        if book is None:
+            raise ProtocolError("unknown_symbol", f"symbol {native!r:.40}")
+        return book
+
+    def _new_book(self, native: Any) -> OrderBook | None:
+        if type(native) is not str or not native.isalnum() or len(native) > 20:
+            raise ProtocolError("unknown_symbol", f"symbol {native!r:.40}")
+        try:
+            # Subscribed symbols first: a concatenated native (USDTUSD) is ambiguous alone.
+            inst = self._subscribed.get(native) or from_native("binanceus", native)
+        except ValueError:
+            inst = None
+        book = self.book_for(inst) if inst is not None and self.wants(inst.symbol) else None
+        if len(self._natives) < 10_000:
+            self._natives[native] = book
+        return book
+
+    def _depth(self, msg: dict[str, Any], ts_recv: int) -> None:
+        book = self._book(msg["s"])
+        first, final, event_ms = msg["U"], msg["u"], msg["E"]
+        if type(first) is not int or type(final) is not int or not 0 <= first <= final:
+            raise ProtocolError("bad_update_id", f"U={first!r:.30} u={final!r:.30}")
+        if type(event_ms) is not int:
+            raise ProtocolError("bad_timestamp", f"E={event_ms!r:.30}")
+        bids, asks = msg["b"], msg["a"]
+        if type(bids) is not list or type(asks) is not list:
+            raise ProtocolError("malformed", "depthUpdate b/a are not lists")
+        if len(bids) + len(asks) > self.max_levels:
+            raise ProtocolError("too_many_levels", f"{len(bids) + len(asks)} levels")
+        changes = [("bid", p, q) for p, q in bids]
+        if asks:
+            changes += [("ask", p, q) for p, q in asks]
+        self.touch("depth")
+        self._on_depth(book, first, final, changes, event_ms * 1_000_000, ts_recv)
+        if self._orphan is not None and self._states.get(book.symbol) != LIVE:
+            orphan, self._orphan = self._orphan, None
+            self._align(book, orphan[0], orphan[1])
+
+    def _on_depth(self, book: OrderBook, first: int, final: int, changes: list[Any],
+                  ts_event: int, ts_recv: int) -> None:
+        symbol = book.symbol
+        if self._states.get(symbol) != LIVE:
+            buf = self._buffer.setdefault(symbol, [])
+            buf.append((first, final, changes, ts_event))
+            if len(buf) > self.max_buffer:          # no snapshot for a long time: keep newest
+                del buf[0]
+                self.buffer_overflows += 1
+            return
+        last = self._last_u[symbol]
+        if symbol in self._bridge:
+            if final <= last:                       # older than the snapshot: already in it
+                self.dropped_before_snapshot += 1
+                return
+            ok = first <= last + 1
+        else:
+            ok = first == last + 1
+        if ok:
+            if self.apply_update(book, changes, ts_event, ts_recv):
+                self._last_u[symbol] = final
+                self._bridge.discard(symbol)
+            return
+        if final <= last:
+            detail, missed = f"update {first}..{final} after {last} (duplicate or out of order)", -1
+        else:
+            detail, missed = f"update ids {last + 1}..{first - 1} missed", first - last - 1
+        self.gap(symbol, "sequence", detail, missed, ts_recv)
+        self._on_depth(book, first, final, changes, ts_event, ts_recv)    # now buffered
+
+    def _snapshot(self, msg: dict[str, Any], ts_recv: int) -> None:
+        last_id, bids, asks = msg["lastUpdateId"], msg["bids"], msg["asks"]
+        if type(last_id) is not int or last_id < 0:
+            raise ProtocolError("bad_update_id", f"lastUpdateId={last_id!r:.30}")
+        if type(bids) is not list or type(asks) is not list:
+            raise ProtocolError("malformed", "snapshot bids/asks are not lists")
+        if len(bids) + len(asks) > self.max_levels:
+            raise ProtocolError("too_many_levels", f"{len(bids) + len(asks)} levels")
+        symbol = self.rest_symbol or self._snapshot_owner(last_id)
+        if symbol is None:
+            self._orphan = (msg, ts_recv)          # before any event: the next one tells
+            return
+        book = self.books.get(symbol) or self.book_for(instrument("binanceus", symbol))
+        self._align(book, msg, ts_recv)
+
+    def _snapshot_owner(self, last_id: int) -> str | None:
+        waiting = [s for s in self.books if self._states.get(s) != LIVE]
+        if len(waiting) <= 1:
+            return waiting[0] if waiting else (next(iter(self.books)) if len(self.books) == 1
+                                               else None)
+
+        def distance(symbol: str) -> int:
+            events = self._buffer.get(symbol) or [(-1 << 62, -1 << 62, [], 0)]
+            return min(0 if first <= last_id + 1 <= final else abs(first - last_id - 1)
+                       for first, final, _, _ in events)
+        return min(waiting, key=distance)
+
+    def _align(self, book: OrderBook, msg: dict[str, Any], ts_recv: int) -> None:
+        symbol, last_id = book.symbol, msg["lastUpdateId"]
+        buffered = self._buffer.pop(symbol, [])
+        kept = [ev for ev in buffered if ev[1] > last_id]
+        if kept and kept[0][0] > last_id + 1:
+            # Our stream starts after the snapshot: updates in between are in neither.
+            self._buffer[symbol] = kept
+            self.snapshot_retries += 1
+            self._pending[symbol] = "stale_snapshot"
+            return
+        self.dropped_before_snapshot += len(buffered) - len(kept)
+        self.apply_snapshot(book, msg["bids"], msg["asks"], ts_recv, ts_recv)
+        self._last_u[symbol] = last_id
+        self._bridge.add(symbol)
+        for first, final, changes, ts_event in kept:
+            try:
+                self._on_depth(book, first, final, changes, ts_event, ts_recv)
+            except (ValueError, TypeError) as exc:    # a bad buffered event: skip it
+                self.reject("bad_level", f"buffered update {first}..{final}: {exc}", ts_recv)
+
+    # ---- trades ---------------------------------------------------------------------------
+    def _trade(self, msg: dict[str, Any], kind: str, ts_recv: int) -> None:
+        book = self._book(msg["s"])
+        tid = msg["t"] if kind == "trade" else msg["a"]
+        price, size, maker, ts_ms = msg["p"], msg["q"], msg["m"], msg["T"]
+        if type(tid) is not int or tid < 0:
+            raise ProtocolError("bad_trade_id", f"trade id {tid!r:.30}")
+        if type(price) is not str or type(size) is not str or type(maker) is not bool \
+                or type(ts_ms) is not int:
+            raise ProtocolError("wrong_type", "trade p/q must be strings, m a bool, T an int")
+        for name, text in (("price", price), ("size", size)):
+            body = text.replace(".", "", 1)
+            if not (body.isdigit() and body.isascii() and body.strip("0")):
+                raise ProtocolError(f"bad_{name}", f"{name} {text!r:.40}")
+        symbol = book.symbol
+        self.touch(kind)
+        if self._trade_kind.setdefault(symbol, kind) != kind:
+            self.ignored_trades += 1        # @trade and @aggTrade ids are different chains
+            return
+        self.on_trade(symbol, msg["s"], price, size, "sell" if maker else "buy", str(tid),
+                      ts_ms * 1_000_000, ts_recv, tid)
+
+
+class BinanceUSCollector(MarketDataCollector):
+    """Binance.US depth + trades over one combined stream, REST snapshots off the read loop.
+
+    Options: ``depth_stream`` (``"depth@100ms"`` | ``"depth"``), ``trade_stream``
+    (``"trade"`` | ``"aggTrade"``), ``snapshot_limit`` (1000), ``weight_budget`` (REST weight
+    per minute we allow ourselves, of Binance's 1200), ``rest_timeout``, ``ban_backoff``
+    (seconds to wait after an HTTP 418), ``snapshot_retry`` (first retry delay after a failed
+    snapshot request).
+    """
+
+    name: ClassVar[str] = "binanceus"
+    parser_class: ClassVar[type[FeedParser]] = BinanceUSParser
+    default_url: ClassVar[str] = "wss://stream.binance.us:9443"
+    url_env: ClassVar[str] = "ALPHAPULSE_BINANCEUS_WS_URL"
+    default_rest_url: ClassVar[str | None] = "https://api.binance.us"
+    rest_url_env: ClassVar[str | None] = "ALPHAPULSE_BINANCEUS_REST_URL"
+    # No application heartbeat; quiet symbols can go a minute without a depth change.
+    stale_after_default: ClassVar[dict[str, float]] = {"*": 120.0}
+
+    def __init__(self, symbols: list[str], *, depth_stream: str = "depth@100ms",
+                 trade_stream: str = "trade", snapshot_limit: int = 1000,
+                 weight_budget: int = 600, rest_timeout: float = 10.0,
+                 ban_backoff: float = 300.0, snapshot_retry: float = 1.0,
+                 max_lifetime: float | None = 23.5 * 3600, **kwargs: Any) -> None:
+        if depth_stream not in ("depth@100ms", "depth"):
+            raise ValueError(f"depth_stream must be 'depth@100ms' or 'depth', not {depth_stream!r}")
+        if trade_stream not in ("trade", "aggTrade"):
+            raise ValueError(f"trade_stream must be 'trade' or 'aggTrade', not {trade_stream!r}")
+        if not 1 <= snapshot_limit <= 5000:
+            raise ValueError("snapshot_limit must be within 1..5000")
+        super().__init__(symbols, max_lifetime=max_lifetime, **kwargs)
+        self.insts = [instrument("binanceus", s) for s in self.symbols]
+        self.depth_stream, self.trade_stream = depth_stream, trade_stream
+        self.snapshot_limit, self.rest_timeout = snapshot_limit, rest_timeout
+        self.snapshot_retry = snapshot_retry
+        self.limiter = WeightLimiter(weight_budget, ban_backoff=ban_backoff)
+        self.url = self._stream_url(self.url)
+        self.rest_requests = 0
+        self.rest_errors: dict[str, int] = {}
+        self._wanted: dict[str, None] = {}          # symbols whose snapshot is due (ordered)
+        self._worker: asyncio.Task[None] | None = None
+
+    def _stream_url(self, url: str) -> str:
+        streams = "/".join(f"{stream_name(i)}@{kind}" for i in self.insts
+                           for kind in (self.depth_stream, self.trade_stream))
+        parts = urlsplit(url)
+        if parts.query or parts.path.startswith("/ws/"):
+            return url                               # the caller spelled it out
+        path = parts.path.rstrip("/")
+        if not path.endswith("/stream"):
+            path += "/stream"
+        return f"{parts.scheme}://{parts.netloc}{path}?streams={streams}"
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        out = super().stats
+        out.update(rest_requests=self.rest_requests, rest_errors=dict(self.rest_errors),
+                   rest_blocked_for=round(self.limiter.blocked_for, 3))
+        return out
+
+    def subscribe_messages(self) -> list[str | bytes]:
+        return []                                    # the streams are named in the URL
+
+    async def on_connected(self, ws: ClientConnection) -> None:
+        await super().on_connected(ws)
+        if self._worker is not None:
+            self._worker.cancel()
+        self._wanted = dict.fromkeys(i.symbol for i in self.insts)
+        self._worker = asyncio.get_running_loop().create_task(self._snapshots(ws))
+
+    async def resync(self, ws: ClientConnection, symbols: dict[str, str]) -> None:
+        """A new snapshot for each symbol, on the same connection (events keep buffering)."""
+        for symbol in symbols:
+            for s in ([i.symbol for i in self.insts] if not symbol else [symbol]):
+                self._wanted[s] = None
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._snapshots(ws))
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+        await super().stop()
+
+    async def _snapshots(self, ws: ClientConnection) -> None:
+        """Fetch due snapshots one at a time, within the weight budget, until none is due."""
+        failures = 0
+        weight = snapshot_weight(self.snapshot_limit)
+        while self._wanted and self._ws is ws:
+            symbol = next(iter(self._wanted))
+            native = instrument("binanceus", symbol).native
+            await self.limiter.acquire(weight)
+            url = (f"{self.rest_url.rstrip('/')}/api/v3/depth?symbol={native}"
+                   f"&limit={self.snapshot_limit}")
+            self.rest_requests += 1
+            try:
+                resp = await http_get(url, timeout=self.rest_timeout)
+            except (OSError, TimeoutError, ValueError) as exc:
+                self.rest_errors["network"] = self.rest_errors.get("network", 0) + 1
+                log.warning("binanceus: snapshot %s failed: %s", native, exc)
+                resp = None
+            if resp is not None:
+                self.limiter.observe(resp)
+                if resp.status == 200:
+                    if self._ws is not ws:
+                        return                       # that connection is gone
+                    self._wanted.pop(symbol, None)
+                    failures = 0
+                    parser = self.parser
+                    parser.rest_symbol = symbol      # type: ignore[attr-defined]
+                    try:
+                        self.feed_rest(resp.body)
+                    finally:
+                        parser.rest_symbol = None    # type: ignore[attr-defined]
+                    continue
+                key = str(resp.status)
+                self.rest_errors[key] = self.rest_errors.get(key, 0) + 1
+                log.warning("binanceus: snapshot %s: HTTP %d %s", native, resp.status,
+                            resp.body[:200].decode("utf-8", "replace"))
+                if resp.status in (429, 418):
+                    continue                         # the limiter now waits Retry-After
+            failures += 1
+            await asyncio.sleep(min(30.0, self.snapshot_retry * 2 ** (failures - 1)))
