@@ -187,6 +187,9 @@ class ArbitrageDetector:
     walk aims for; ``clock``: ``() -> int`` ns, ``time.time_ns`` by default (inject one in
     tests / replays); ``history``: closed opportunities kept per symbol for ``recent()``;
     ``books``: share an existing ``ConsolidatedBooks`` (then feed only the detector).
+
+    Not thread-safe: feed it from one thread (the server's event loop); ``stream()`` consumers
+    may live in any loop.
     """
 
     def __init__(self, fees: Mapping[str, float] | None = None, threshold_bps: float = 0.0,

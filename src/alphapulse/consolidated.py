@@ -20,7 +20,7 @@ venues that quote at different precisions (Kraken BTC/USD at 0.1, Coinbase at 0.
 scaled to ``COMMON_DECIMALS``.
 
 Venue states: ``"live"`` after a snapshot; ``"resyncing"`` after a ``Gap`` for that venue (or for
-the venue's whole connection, ``Gap.symbol == ""``) or after a delta that does not continue the
+the venue's whole connection, ``Gap.symbol == ""``; a ``"trade_id"`` gap is about trades only) or after a delta that does not continue the
 mirror, until the next ``BookSnapshot``.  A venue that is resyncing, or whose own book is crossed
 (best bid >= best ask), is left out of the consolidated best and depth, and shown as such in
 ``bbo()["venues"]``.
@@ -50,6 +50,9 @@ COMMON_DECIMALS = 12
 LIVE = "live"
 RESYNCING = "resyncing"
 SYNCING = "syncing"
+
+# Gap reasons that say nothing about the book (missed trades): the venue stays live.
+BOOKLESS_GAPS = frozenset({"trade_id"})
 
 # Sentinels so the hot path compares ints without None checks: an empty bid side can never be
 # above anything, an empty ask side never below anything.
@@ -214,7 +217,7 @@ class ConsolidatedBook:
             return self._on_update(event)
         if kind is BookSnapshot:
             return self._on_snapshot(event)
-        if kind is Gap:
+        if kind is Gap and event.reason not in BOOKLESS_GAPS:
             return self.on_gap(event.exchange, event.reason)
         return None
 
@@ -409,6 +412,8 @@ class ConsolidatedBooks:
         return [(book, quote)]
 
     def _on_gap(self, event: Gap) -> list[tuple[ConsolidatedBook, VenueQuote]]:
+        if event.reason in BOOKLESS_GAPS:
+            return []
         books = self._books.values() if event.symbol == "" else (
             [self._books[event.symbol]] if event.symbol in self._books else [])
         changed = []

@@ -160,3 +160,12 @@ def test_format_scaled_is_exact() -> None:
     assert format_scaled(123_450_000_000_000, 2) == "123.45"
     assert format_scaled(5 * 10**8, 8) == "0.00050000"
     assert format_scaled(7 * 10**12, 0) == "7"
+
+
+def test_a_trade_id_gap_leaves_the_book_live() -> None:
+    books = ConsolidatedBooks()
+    venue = Venue("kraken", 1)
+    books.on_event(venue.snapshot([("1.0", "1")], [("2.0", "1")]))
+    assert books.on_event(Gap("kraken", "BTC-USD", "trade_id", "ids 5..6 missed", 2, T0)) == []
+    assert books["BTC-USD"].on_event(Gap("kraken", "BTC-USD", "trade_id", "", 1, T0)) is None
+    assert books["BTC-USD"].venue("kraken").state == "live"
