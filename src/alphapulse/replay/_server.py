@@ -57,6 +57,7 @@ class Session:
         self.market: Market = server.market.copy()
         self.cursor = server.position
         self.streaming = False
+        self.stalled = False
 
     async def on_open(self) -> None:
         """Send the greeting (e.g. Kraken's status frame)."""
@@ -80,6 +81,7 @@ class Session:
 
     async def send(self, frame: bytes | str) -> None:
         """Send one text frame (bytes are sent as text, as the exchange does)."""
+        self.server.messages_sent += 1
         if isinstance(frame, bytes):
             await self.ws.send(frame, text=True)
         else:
@@ -131,7 +133,8 @@ class ReplayServer:
         self.position = 0
         self.fired: set[tuple[str, int]] = set()
         self.connections = 0
-        self.frames_sent = 0
+        self.frames_sent = 0            # capture frames sent (all connections)
+        self.messages_sent = 0          # everything sent: greetings, acks, snapshots, frames
         self.rest_requests = 0
         self.sessions: set[Session] = set()
         self._times = self._frame_times(times)
@@ -156,10 +159,18 @@ class ReplayServer:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        for session in list(self.sessions):
+            if session.stalled:              # it reads nothing: a close handshake cannot finish
+                session.ws.transport.abort()
         if self._server is not None:
             self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            except (TimeoutError, asyncio.TimeoutError):
+                for session in list(self.sessions):
+                    session.ws.transport.abort()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
 
     async def serve_forever(self) -> None:
@@ -286,6 +297,7 @@ class ReplayServer:
                     return
                 if faults.stall_at == i and ("stall", i) not in fired:
                     fired.add(("stall", i))
+                    session.stalled = True
                     ws.transport.pause_reading()     # pings go unanswered from now on
                     await ws.wait_closed()
                     return
