@@ -7,10 +7,15 @@ frame gets a receive time 10 ms after the previous one and the detector's clock 
 time, so every figure below is exact.  The interleaving puts Coinbase's snapshot (its 2nd
 frame) before Kraken's (its 3rd), so the opportunity opens on Kraken's snapshot against
 Coinbase's untouched snapshot: the expected prices come straight from the capture text.
+The last test runs the same captures over loopback: replay servers, the real collectors' read
+loops, real WebSocket connections.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -176,3 +181,80 @@ def test_a_gap_closes_it_and_a_resyncing_book_gives_no_signal(fixtures_dir: Path
     # Offline nothing resnapshots Coinbase: it stays resyncing and nothing reopens.
     assert det.books[SYMBOL].venue("coinbase").state == "resyncing"
     assert det.open_opportunities() == [] and det.stats["suppressed_resyncing"] > 0
+
+
+# --- the same captures over loopback: replay servers -> real collectors -> detector ----------
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    return sock
+
+
+async def test_live_collectors_over_loopback_report_it_once(fixtures_dir: Path,
+                                                            loopback_socket: socket.socket) -> None:
+    try:
+        from alphapulse.replay import exchange_class, serve
+        for name in ("kraken", "coinbase"):
+            exchange_class(name)
+    except ImportError as exc:          # pragma: no cover - until every replay module lands
+        pytest.skip(f"replay server not available: {exc}")
+    from alphapulse.exchanges import get_collector
+
+    gen = fixtures_dir / "generated"
+    # Generous max_age: the two replays run at full speed and may end seconds apart on a busy
+    # machine; staleness is tested exactly above.
+    det = ArbitrageDetector(max_age_s=120.0)
+    collectors: dict[str, Any] = {}
+    seen: list[tuple[Opportunity, Any, Any]] = []
+
+    def on_opportunity(opp: Opportunity) -> None:
+        # The collectors' own books at the moment of detection (sinks run synchronously).
+        seen.append((opp, collectors["kraken"].books[SYMBOL].best_ask(),
+                     collectors["coinbase"].books[SYMBOL].best_bid()))
+
+    det.callbacks.append(on_opportunity)
+    second = _listening_socket()
+    try:
+        async with serve("kraken", gen / "arb-kraken.jsonl", max_rate=True,
+                         sock=loopback_socket) as kraken, \
+                serve("coinbase", gen / "arb-coinbase.jsonl", max_rate=True,
+                      sock=second) as coinbase:
+            servers = {"kraken": kraken, "coinbase": coinbase}
+            for name, server in servers.items():
+                collectors[name] = get_collector(name)(
+                    [SYMBOL], url=server.ws_url, sink=det.on_event, backoff_initial=0.05,
+                    **({"depth": 25} if name == "kraken" else {}))
+            tasks = [asyncio.create_task(c.run()) for c in collectors.values()]
+            try:
+                for name, server in servers.items():
+                    await server.wait_done(60)
+                    deadline = time.monotonic() + 30
+                    while (collectors[name].stats["messages"] < server.messages_sent
+                           and time.monotonic() < deadline):
+                        await asyncio.sleep(0.05)
+            finally:
+                for c in collectors.values():
+                    await c.stop()
+                await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+    finally:
+        second.close()
+
+    assert [c.stats["gaps"] for c in collectors.values()] == [0, 0]
+    (entry,) = seen                                # one open, nothing else, during the replay
+    opp, kraken_ask, coinbase_bid = entry
+    assert (opp.status, opp.buy_exchange, opp.sell_exchange) == ("open", "kraken", "coinbase")
+    assert (opp.buy_price, opp.buy_size) == kraken_ask
+    assert (opp.sell_price, opp.sell_size) == coinbase_bid
+    ask, bid = Fraction(opp.buy_price), Fraction(opp.sell_price)
+    assert opp.gross_bps == float((bid - ask) / ask * 10_000) and opp.net_bps > 90
+    assert opp.latency_s >= 0 and opp.trigger_ts_recv in (opp.buy_ts_recv, opp.sell_ts_recv)
+    truth_k = json.loads((gen / "arb-kraken.truth.json").read_text())
+    truth_c = json.loads((gen / "arb-coinbase.truth.json").read_text())
+    venues = det.books[SYMBOL].bbo()["venues"]
+    assert venues["kraken"]["ask"][0] == truth_k["final_best_ask"]
+    assert venues["coinbase"]["bid"][0] == truth_c["final_best_bid"]
+    (closed,) = det.expire(now_ns=time.time_ns() + 10**12)
+    assert closed.id == opp.id and closed.close_reason == "stale" and closed.duration_s > 0
