@@ -226,3 +226,24 @@ async def test_duplicated_trade_is_not_counted_twice(fixtures_dir: Path,
     s = c.stats
     assert s["duplicates"] == 1 and s["trades"] == truth(fixtures_dir, "kraken-clean")["trades"]
     assert s["gaps"] == 0 and s["checksum_failed"] == 0
+
+
+async def test_recorded_frames_verify_like_the_original(fixtures_dir: Path, tmp_path: Path,
+                                                        loopback_socket: socket.socket) -> None:
+    from alphapulse.capture import Recorder, read_capture
+    from alphapulse.verify import verify
+
+    t = truth(fixtures_dir, "kraken-clean")
+    recorder = Recorder(tmp_path, "kraken")
+    c, _, _ = await collect(fixtures_dir / "generated" / "kraken-clean.jsonl", loopback_socket,
+                            recorder=recorder)
+    recorder.close()
+    records = [r for p in recorder.files for r in read_capture(p)]
+    assert len(records) == c.stats["messages"]
+    assert all(r.ts_recv and r.source == "ws" for r in records)
+    assert [r.ts_recv for r in records] == sorted(r.ts_recv for r in records)
+    result = verify("kraken", recorder.files)
+    assert result.consistent
+    s = result.summary
+    assert (s["checksum_ok"], s["trades"]) == (t["checksums"], t["trades"])
+    assert s["top"]["BTC-USD"] == {"bid": t["final_best_bid"], "ask": t["final_best_ask"]}
