@@ -65,10 +65,7 @@ def _levels(delta: Any) -> tuple[list[list[str]], list[list[str]]]:
     asks: list[list[str]] = []
     for side, price, size in delta.changes:
         (bids if side == "bid" else asks).append([price, size])
-    # A snapshot Delta lists each side best first already; sort defensively (exact decimals
-    # at one precision sort correctly as numbers, not as text, so compare as floats only for order).
-    bids.sort(key=lambda lv: -float(lv[0]))
-    asks.sort(key=lambda lv: float(lv[0]))
+    # A snapshot Delta lists each side best first (the book's own order): kept as is.
     return bids, asks
 
 
