@@ -246,26 +246,40 @@ class ArbitrageDetector:
         """Apply a BookSnapshot/BookUpdate/Gap; returns the opportunities it opened or closed."""
         self.events += 1
         kind = type(event)
-        if kind is BookUpdate:
-            book = self._book_map.get(event.symbol)
-            if book is None:
-                return []
-            quote = book._on_update(event)
-            if quote is None:
-                return []        # top of book unchanged: nothing can have opened or closed
-            changed = [(book, quote)]
+        if kind is not BookUpdate:
+            return self._on_other(event) if kind is BookSnapshot or kind is Gap else []
+        # The hot path: one dict lookup, the mirror's apply_delta, one top-of-book read.
+        book = self._book_map.get(event.symbol)
+        if book is None:
+            return []
+        quote = book._on_update(event)
+        if quote is None:
+            return []            # top of book unchanged: nothing can have opened or closed
+        self.top_changes += 1
+        if self.books.on_change:
             for callback in self.books.on_change:
                 callback(book, quote)
-        elif kind is BookSnapshot or kind is Gap:
-            changed = self.books.on_event(event)
-        else:
-            return []
+        if book.symbol not in self._open:
+            # Nothing open for this symbol: is any venue's bid now above another's ask
+            # (comparing the changed venue against every venue, itself included)?
+            bid, ask = quote.bid_px, quote.ask_px
+            for other in book.venues:
+                if other.bid_px > ask or bid > other.ask_px:
+                    break
+            else:
+                return []
+        out: list[Opportunity] = []
+        self._evaluate(book, quote, self.clock(), event.ts_recv, out)
+        if out:
+            self._emit(out)
+        return out
+
+    def _on_other(self, event: BookSnapshot | Gap) -> list[Opportunity]:
         out: list[Opportunity] = []
         now = self.clock()
-        trigger = event.ts_recv
-        for book, quote in changed:
+        for book, quote in self.books.on_event(event):
             self.top_changes += 1
-            self._evaluate(book, quote, now, trigger, out)
+            self._evaluate(book, quote, now, event.ts_recv, out)
         if out:
             self._emit(out)
         return out
@@ -293,7 +307,6 @@ class ArbitrageDetector:
         opened = self._open.get(book.symbol)
         bid, ask = changed.bid_px, changed.ask_px
         for other in book.venues:
-            # Nothing crosses and nothing is open for this symbol: the common case, no calls.
             if other is changed or (opened is None and other.bid_px <= ask
                                     and bid <= other.ask_px):
                 continue
