@@ -21,7 +21,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from alphapulse import Delta, OrderBook
+from alphapulse import OrderBook, wire
 from alphapulse.replay import serve
 from alphapulse.server.config import load_config
 from alphapulse.server.runtime import Runtime
@@ -71,7 +71,7 @@ class MirrorClient:
 
     def on_message(self, raw: str | bytes) -> None:
         if isinstance(raw, bytes):
-            delta = Delta.decode(raw)
+            delta = wire.decode(raw).delta     # the wire record around Delta.encode()
             channel = f"book:{delta.exchange}:{delta.symbol}"
             if delta.is_snapshot:
                 self.books[channel] = OrderBook(delta.symbol, delta.price_precision,
@@ -189,7 +189,7 @@ async def test_ws_client_books_match_the_server(fixtures_dir: Path, tmp_path: Pa
 async def test_stalled_client_closed_1008_others_unaffected(
         fixtures_dir: Path, loopback_socket: socket.socket) -> None:
     async with running_server(fixtures_dir, loopback_socket,
-                              ws_queue_size="256", ws_send_buffer="65536") as (runtime, replays):
+                              ws_queue_size="1024", ws_send_buffer="65536") as (runtime, replays):
         port = loopback_socket.getsockname()[1]
         url = f"ws://127.0.0.1:{port}/ws"
         subscribe = orjson.dumps({"op": "subscribe", "channels": BOOKS}).decode()

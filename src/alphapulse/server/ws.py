@@ -11,8 +11,9 @@ Protocol (docs/websocket.md has the full text and a client):
 * server -> client: ``subscribed`` / ``unsubscribed`` / ``error`` / ``pong`` acknowledgements, and
   per channel ``snapshot`` then ``delta`` messages (each with the book's ``sequence``; a delta
   always carries the previous message's sequence + 1), ``gap``, ``trade``, ``arbitrage``, ``bbo``.
-  With ``"encoding": "binary"`` book snapshots and deltas go as binary frames (the wire envelope
-  around ``Delta.encode()``); everything else stays JSON.
+  With ``"encoding": "binary"`` book snapshots and deltas go as binary frames: the
+  :mod:`alphapulse.wire` record (``wire.decode(frame)`` gives the BookSnapshot/BookUpdate back,
+  the same bytes strategies read from the rings); everything else stays JSON.
 
 Fan-out never blocks the hub: :meth:`WsFanout.on_event` serialises each event once per encoding
 and appends it to every subscribed client's queue.  A client whose queue is full is dropped from
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -30,8 +32,8 @@ import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .._book import OrderBook
+from .. import wire
 from ..events import BookSnapshot, BookUpdate, Gap, Trade
-from . import wire_compat
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +42,17 @@ MAX_CLIENT_MESSAGE = 64 * 1024
 MAX_CHANNELS_PER_CLIENT = 1024
 CLOSE_TIMEOUT_S = 5.0
 MAX_BATCH = 1000
+# A full queue closes a client only if its socket is full too (the sender is stuck in a send):
+# a burst the loop has not yet had time to send (a collector parsing a backlog of frames) is
+# not the client's fault.  Past this multiple of the limit it is closed regardless (memory).
+HARD_LIMIT_FACTOR = 8
 
 
 class _Client:
     """One connection: its queue, its subscriptions and the task that drains the queue."""
 
     __slots__ = ("ws", "queue", "limit", "wake", "channels", "closing", "close_reason", "sent",
-                 "batch")
+                 "batch", "in_send")
 
     def __init__(self, ws: WebSocket, limit: int) -> None:
         self.ws = ws
@@ -58,6 +64,7 @@ class _Client:
         self.close_reason = ""
         self.sent = 0
         self.batch = False     # JSON messages queued together go out as one array frame
+        self.in_send = False   # True while the sender is suspended in a send: the socket is full
 
 
 def _levels(delta: Any) -> tuple[list[list[str]], list[list[str]]]:
@@ -144,7 +151,7 @@ class WsFanout:
             if targets:
                 self._fan(targets, lambda: orjson.dumps(book_message(
                     channel, event.exchange, event.symbol, event.delta, event.ts_event,
-                    event.ts_recv)).decode(), lambda: wire_compat.encode_book(event))
+                    event.ts_recv)).decode(), lambda: wire.encode(event, time.time_ns()))
             self._maybe_bbo(event.symbol)
         elif isinstance(event, Trade):
             channel = f"trades:{event.exchange}:{event.symbol}"
@@ -205,7 +212,8 @@ class WsFanout:
                 if text is None:
                     text = as_json()
                 msg = text
-            if len(client.queue) >= client.limit:
+            n = len(client.queue)
+            if n >= client.limit and (client.in_send or n >= client.limit * HARD_LIMIT_FACTOR):
                 overflowed = overflowed or []
                 overflowed.append(client)
                 continue
@@ -298,10 +306,13 @@ class WsFanout:
                             n = len(parts)
                         else:
                             n = 1
+                        client.in_send = True
                         await ws.send({"type": "websocket.send", "text": msg})
                     else:
                         n = 1
+                        client.in_send = True
                         await ws.send({"type": "websocket.send", "bytes": msg})
+                    client.in_send = False
                     client.sent += n
                     self.stats["messages_out"] += n
                     if out is not None:
@@ -318,7 +329,7 @@ class WsFanout:
             client.closing = True
 
     def _reply(self, client: _Client, obj: dict[str, Any]) -> None:
-        if len(client.queue) >= client.limit:
+        if len(client.queue) >= client.limit * HARD_LIMIT_FACTOR:
             self._overflow(client)
             return
         client.queue.append(orjson.dumps(obj).decode())
@@ -423,10 +434,11 @@ class WsFanout:
             return
         delta = book.snapshot_delta()
         if encoding == "binary":
-            if len(client.queue) >= client.limit:
+            if len(client.queue) >= client.limit * HARD_LIMIT_FACTOR:
                 self._overflow(client)
                 return
-            client.queue.append(wire_compat.encode_delta(exchange, symbol, delta))
+            client.queue.append(wire.encode_book("snapshot", exchange, symbol, delta, 0, 0,
+                                                 time.time_ns()))
             client.wake.set()
         else:
             self._reply(client, book_message(channel, exchange, symbol, delta, 0, 0))
