@@ -372,24 +372,24 @@ class ArbitrageDetector:
         fb, fs = self._fees(buy.exchange), self._fees(sell.exchange)
         size_decimals = max(buy.book.size_precision, sell.book.size_precision)  # type: ignore[union-attr]
         walk = self._walk(buy, sell, fb, fs)
-        opp = Opportunity(
-            id=self._next_id, status="open", symbol=book.symbol,
-            buy_exchange=buy.exchange, buy_price=ask[0], buy_size=ask[1],
-            sell_exchange=sell.exchange, sell_price=bid[0], sell_size=bid[1],
-            size=format_scaled(min(buy.ask_sz, sell.bid_sz), size_decimals),
-            gross_bps=(sell.bid_px - buy.ask_px) * 10_000 / buy.ask_px, net_bps=net,
-            buy_fee_bps=self.fee_bps(buy.exchange), sell_fee_bps=self.fee_bps(sell.exchange),
-            threshold_bps=self.threshold_bps, walk_notional=self.notional,
-            walk_size=format_scaled(walk[0], size_decimals),
-            walk_cost=_exact_text(walk[1], 2 * COMMON_DECIMALS),
-            walk_proceeds=_exact_text(walk[2], 2 * COMMON_DECIMALS),
-            walk_gross_bps=(walk[2] - walk[1]) * 10_000 / walk[1] if walk[1] else 0.0,
-            walk_net_bps=((walk[2] * (_BPS - fs) - walk[1] * (_BPS + fb)) * 10_000
-                          / (walk[1] * _BPS)) if walk[1] else 0.0,
-            detected_ns=now, trigger_ts_recv=trigger, latency_s=(now - trigger) / 1e9,
-            buy_ts_event=buy.ts_event, buy_ts_recv=buy.ts_recv,
-            sell_ts_event=sell.ts_event, sell_ts_recv=sell.ts_recv,
-            peak_net_bps=net, last_net_bps=net)
+        cost, proceeds = walk[1], walk[2]
+        # Positional, in field order: tuple.__new__ via _make is several times cheaper than the
+        # keyword constructor, and this runs between detection and delivery.
+        opp = Opportunity._make((
+            self._next_id, "open", book.symbol,
+            buy.exchange, ask[0], ask[1],                        # buy_exchange, price, size
+            sell.exchange, bid[0], bid[1],                       # sell_exchange, price, size
+            format_scaled(min(buy.ask_sz, sell.bid_sz), size_decimals),     # size
+            (sell.bid_px - buy.ask_px) * 10_000 / buy.ask_px, net,          # gross/net bps
+            self.fee_bps(buy.exchange), self.fee_bps(sell.exchange), self.threshold_bps,
+            self.notional, format_scaled(walk[0], size_decimals),           # walk notional, size
+            _exact_text(cost, 2 * COMMON_DECIMALS), _exact_text(proceeds, 2 * COMMON_DECIMALS),
+            (proceeds - cost) * 10_000 / cost if cost else 0.0,             # walk gross bps
+            ((proceeds * (_BPS - fs) - cost * (_BPS + fb)) * 10_000 / (cost * _BPS)
+             if cost else 0.0),                                             # walk net bps
+            now, trigger, (now - trigger) / 1e9,                 # detected, trigger, latency
+            buy.ts_event, buy.ts_recv, sell.ts_event, sell.ts_recv,
+            None, None, None, 0, net, net))      # closed_ns, duration, reason, updates, peak, last
         self._next_id += 1
         self._open.setdefault(book.symbol, {})[(buy.exchange, sell.exchange)] = _Tracked(opp)
         self.opened += 1
@@ -408,9 +408,11 @@ class ArbitrageDetector:
         # the whole side only when those are used up.
         buf = self._top_buf
         n = buy.book.top_into(buf)[1]
-        ask_px, ask_sz = buf[2, :n].tolist(), buf[3, :n].tolist()
+        rows = buf.tolist()
+        ask_px, ask_sz = rows[2][:n], rows[3][:n]
         n = sell.book.top_into(buf)[0]
-        bid_px, bid_sz = buf[0, :n].tolist(), buf[1, :n].tolist()
+        rows = buf.tolist()
+        bid_px, bid_sz = rows[0][:n], rows[1][:n]
         apm, asm, bpm, bsm = buy.px_mult, buy.sz_mult, sell.px_mult, sell.sz_mult
         size = cost = proceeds = 0
         i = j = 0

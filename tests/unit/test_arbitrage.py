@@ -60,7 +60,7 @@ def open_one(**kwargs: object) -> tuple[ArbitrageDetector, Clock, Venue, Venue, 
 
 
 def test_opportunity_reports_exact_prices_sizes_edges_fees_and_timestamps() -> None:
-    det, _, _, _, out = open_one()
+    det, _, _, _, out = open_one(threshold_bps=5.0, notional=20_000)
     assert len(out) == 1
     opp = out[0]
     assert (opp.status, opp.symbol) == ("open", "BTC-USD")
@@ -77,7 +77,10 @@ def test_opportunity_reports_exact_prices_sizes_edges_fees_and_timestamps() -> N
     assert opp.latency_s == 0.0
     assert (opp.buy_ts_event, opp.buy_ts_recv) == (T0 - MS, T0)
     assert (opp.sell_ts_event, opp.sell_ts_recv) == (T0 + 2 * MS, T0 + 3 * MS)
-    assert opp.closed_ns is None and opp.duration_s is None
+    assert opp.closed_ns is None and opp.duration_s is None and opp.close_reason is None
+    assert (opp.threshold_bps, opp.walk_notional, opp.updates) == (5.0, 20_000.0, 0)
+    assert opp.peak_net_bps == opp.last_net_bps == opp.net_bps
+    assert opp.to_dict()["sell_price"] == "102.00" and opp.is_open
     assert det.opened == 1
 
 
