@@ -43,7 +43,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from .._book import OrderBook
 from ..errors import BookError, ProtocolError
 from ..events import BookSnapshot, BookUpdate, Event, Gap, Rejected, Trade
-from ..symbols import Instrument, instrument
+from ..symbols import Instrument, from_native, instrument
 
 __all__ = ["FeedParser", "MarketDataCollector", "LogLimiter", "Backoff"]
 
@@ -110,7 +110,7 @@ class FeedParser:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.sink: Callable[[Event], None] = sink or _discard
         self.symbols: tuple[str, ...] | None = (
-            None if symbols is None else tuple(instrument(self.exchange, s).symbol for s in symbols))
+            None if symbols is None else tuple(self.instrument(s).symbol for s in symbols))
         self.depth = depth
         self.books: dict[str, OrderBook] = {}
         self.natives: dict[str, str] = {}                 # normalised -> native symbol
@@ -191,6 +191,15 @@ class FeedParser:
             "gaps": self.gaps, "resyncs": self.resyncs, "duplicates": self.duplicates,
             "rejected": dict(self.rejected),
         }
+
+    # ---- symbols (override both to keep a new exchange's table in its own module) ----------
+    def instrument(self, symbol: str) -> Instrument:
+        """Normalised symbol (``BTC-USD``) -> Instrument; default: ``alphapulse.symbols``."""
+        return instrument(self.exchange, symbol)
+
+    def instrument_for_native(self, native: str) -> Instrument:
+        """The exchange's own symbol -> Instrument (ValueError when unknown)."""
+        return from_native(self.exchange, native)
 
     # ---- helpers for subclasses -----------------------------------------------------------
     def touch(self, channel: str) -> None:
