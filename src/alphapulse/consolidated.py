@@ -15,13 +15,15 @@ strings) and compared with the previous one.  The cross-venue best is a pass ove
 of venue tops, done when asked (``bbo()``, ``best_bid``), not on every update.  Nothing is ever
 rebuilt from scratch.
 
-Prices and sizes stay exact: tops are kept as the book's decimal text and, for comparisons across
-venues that quote at different precisions (Kraken BTC/USD at 0.1, Coinbase at 0.01), as integers
-scaled to ``COMMON_DECIMALS``.
+Prices and sizes stay exact: tops are kept as integers (the book's own scaled ints, and the same
+scaled to ``COMMON_DECIMALS`` to compare venues that quote at different precisions, e.g. Kraken
+BTC/USD at 0.1 and Coinbase at 0.01); text comes from the mirror book (``best_bid()``) or from
+exact integer formatting, never from floats.
 
 Venue states: ``"live"`` after a snapshot; ``"resyncing"`` after a ``Gap`` for that venue (or for
-the venue's whole connection, ``Gap.symbol == ""``; a ``"trade_id"`` gap is about trades only) or after a delta that does not continue the
-mirror, until the next ``BookSnapshot``.  A venue that is resyncing, or whose own book is crossed
+the venue's whole connection, ``Gap.symbol == ""``; a ``"trade_id"`` gap is about trades only,
+the book stays live) or after a delta that does not continue the mirror, until the next
+``BookSnapshot``.  A venue that is resyncing, or whose own book is crossed
 (best bid >= best ask), is left out of the consolidated best and depth, and shown as such in
 ``bbo()["venues"]``.
 """
@@ -58,7 +60,6 @@ BOOKLESS_GAPS = frozenset({"trade_id"})
 # above anything, an empty ask side never below anything.
 NO_BID = -1
 NO_ASK = 1 << 127
-
 
 _EMPTY_TOP = (0, 0, 0, 0)
 
@@ -212,6 +213,7 @@ class ConsolidatedBook:
         return quote
 
     def on_event(self, event: Any) -> VenueQuote | None:
+        """Apply one event of this symbol; the venue whose top or state changed, else None."""
         kind = type(event)
         if kind is BookUpdate:
             return self._on_update(event)
