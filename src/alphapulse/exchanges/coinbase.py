@@ -61,6 +61,7 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
         super().__init__(symbols, sink=sink, depth=depth, **kwargs)
         self.max_levels, self.max_trades = max_levels, max_trades
         self._expected: int | None = None          # next sequence_num on this connection
+        self._hole: tuple[int, int] | None = None  # numbers skipped by the last jump
         self._products: dict[Any, OrderBook | None] = {}
         self.sequence_anomalies = 0
         self.protocol: str | None = None            # "advanced_trade" | "exchange", as seen
@@ -72,6 +73,7 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
     # ---- FeedParser hooks -----------------------------------------------------------------
     def reset_connection(self) -> None:
         self._expected = None                      # a new connection counts from 0 again
+        self._hole = None
         self._reset_exchange_feed()
 
     def resume_offline(self, symbol: str) -> None:
@@ -133,9 +135,13 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
             # Frames expected..seq-1 of some channel are lost: every book is suspect.  The
             # counter follows the feed, so the reordered straggler that may follow is stale.
             self._expected = seq + 1
+            self._hole = (expected, seq - 1)
             self._connection_gap(f"sequence_num {expected}..{seq - 1} missed", seq - expected,
                                  ts_recv)
             return True
+        hole = self._hole
+        if hole is not None and hole[0] <= seq <= hole[1]:
+            return False            # a straggler of the jump already reported: same incident
         # A step back: a duplicated or reordered frame.  Its content is stale by definition;
         # if the books are not already being rebuilt, they cannot be trusted either.
         self._connection_gap(f"sequence_num {seq} after {expected - 1} (duplicate or out of "
