@@ -1,4 +1,4 @@
-# cython: boundscheck=False, wraparound=False, initializedcheck=False
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, always_allow_keywords=False
 """Lock-free single-producer / single-consumer ring over a shared file mapping (the compiled
 core behind ``alphapulse.ring``).
 
