@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import socket
 import subprocess
@@ -281,3 +282,60 @@ async def test_source_redis_serves_the_same_trades(redis_url: str,
             assert health["redis"]["role"] == "source" and health["redis"]["connected"] is True
     finally:
         await runtime.close()
+
+
+async def test_collectors_to_redis_to_a_second_server(redis_url: str, fixtures_dir: Path,
+                                                      request: pytest.FixtureRequest,
+                                                      loopback_socket: socket.socket) -> None:
+    """Server A (collector -> Redis) and server B (--source redis) serve the same trades and
+    the same book, checksum for checksum, as the capture's truth file says."""
+    from alphapulse.replay import serve
+
+    prefix = _prefix(request)
+    truth = json.loads((fixtures_dir / "generated" / "kraken-clean.truth.json").read_text())
+    async with serve("kraken", [fixtures_dir / "generated" / "kraken-clean.jsonl"],
+                     speed=200.0) as replay:
+        config_a = load_config({"exchanges": "kraken", "symbols": "BTC-USD", "port": "0",
+                                "redis_url": redis_url, "name": prefix,
+                                "kraken_ws_url": replay.ws_url, "batch_timeout_ms": "5"}, env={})
+        a = Runtime(config_a)
+        await a.open()
+        try:
+            await replay.wait_done(timeout=30)
+            deadline = time.monotonic() + 10
+            while a.redis_writer.buffered or a.book("kraken", "BTC-USD") is None:
+                assert time.monotonic() < deadline, a.redis_writer.health()
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+            final = a.book("kraken", "BTC-USD")
+            assert final is not None and final.checksum() == truth["final_checksum"]
+            sequence = final.sequence
+        finally:
+            await a.close()
+    r = aioredis.from_url(redis_url)
+    try:
+        assert await r.xlen(trades_key(prefix, "kraken", "BTC-USD")) == truth["trades"]
+    finally:
+        await r.aclose()
+
+    config_b = load_config({"source": "redis", "redis_url": redis_url, "name": prefix,
+                            "exchanges": "kraken", "symbols": "BTC-USD", "port": "0"}, env={})
+    b = Runtime(config_b, sock=loopback_socket)
+    await b.open()
+    try:
+        base = f"http://127.0.0.1:{loopback_socket.getsockname()[1]}"
+        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+            deadline = time.monotonic() + 10
+            while True:
+                book = await client.get("/book/BTC-USD", params={"exchange": "kraken"})
+                trades = (await client.get("/trades/BTC-USD", params={
+                    "exchange": "kraken", "limit": 10000})).json()
+                if (book.status_code == 200 and book.json()["sequence"] == sequence
+                        and len(trades["data"]) == truth["trades"]):
+                    break
+                assert time.monotonic() < deadline, (book.text[:200], len(trades["data"]))
+                await asyncio.sleep(0.05)
+            assert book.json()["checksum"] == truth["final_checksum"]
+            assert book.json()["best_bid"][0] == truth["final_best_bid"]
+    finally:
+        await b.close()
