@@ -70,6 +70,7 @@ class BinanceUSParser(FeedParser):
         self._bridge: set[str] = set()             # next event must straddle lastUpdateId+1
         self._buffer: dict[str, list[tuple[int, int, list[Any], int]]] = {}
         self._orphan: tuple[dict[str, Any], int] | None = None
+        self._holes: dict[str, tuple[int, int]] = {}   # ids skipped by a symbol's last jump
         self._trade_kind: dict[str, str] = {}
         self.dropped_before_snapshot = self.snapshot_retries = self.buffer_overflows = 0
         self.ignored_trades = 0
@@ -82,6 +83,7 @@ class BinanceUSParser(FeedParser):
         self._last_u.clear()
         self._bridge.clear()
         self._orphan = None
+        self._holes.clear()
 
     def resume_offline(self, symbol: str) -> None:
         """Offline: carry on from the local book, applying what was buffered meanwhile."""
@@ -196,10 +198,14 @@ class BinanceUSParser(FeedParser):
                 self._last_u[symbol] = final
                 self._bridge.discard(symbol)
             return
+        hole = self._holes.get(symbol)
+        if hole is not None and hole[0] <= first and final <= hole[1]:
+            return                  # a straggler of the jump already reported: same incident
         if final <= last:
             detail, missed = f"update {first}..{final} after {last} (duplicate or out of order)", -1
         else:
             detail, missed = f"update ids {last + 1}..{first - 1} missed", first - last - 1
+            self._holes[symbol] = (last + 1, first - 1)
         self.gap(symbol, "sequence", detail, missed, ts_recv)
         self._on_depth(book, first, final, changes, ts_event, ts_recv)    # now buffered
 
