@@ -69,6 +69,7 @@ class MirrorClient:
         self.trades: list[dict[str, Any]] = []
         self.errors: list[str] = []
         self.refusals: list[dict[str, Any]] = []
+        self.bbo: list[dict[str, Any]] = []
 
     def on_message(self, raw: str | bytes) -> None:
         if isinstance(raw, bytes):
@@ -103,6 +104,8 @@ class MirrorClient:
             self.trades.append(msg)
         elif kind == "error":
             self.refusals.append(msg)
+        elif kind == "bbo":
+            self.bbo.append(msg)
 
     async def pump(self, until: Any, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -135,7 +138,7 @@ async def test_ws_client_books_match_the_server(fixtures_dir: Path, tmp_path: Pa
         port = loopback_socket.getsockname()[1]
         async with connect(f"ws://127.0.0.1:{port}/ws", max_size=1 << 22) as ws:
             await ws.send(orjson.dumps({"op": "subscribe", "encoding": "json",
-                                        "channels": [BOOKS[0], BOOKS[2],
+                                        "channels": [BOOKS[0], BOOKS[2], "bbo:BTC-USD",
                                                      "trades:kraken:BTC-USD"]}).decode())
             await ws.send(orjson.dumps({"op": "subscribe", "encoding": "binary",
                                         "channels": [BOOKS[1]]}).decode())
@@ -167,6 +170,14 @@ async def test_ws_client_books_match_the_server(fixtures_dir: Path, tmp_path: Pa
                 stored = (await http.get("/trades/BTC-USD",
                                          params={"exchange": "kraken", "limit": 10000})).json()
                 stored_ids = [t["trade_id"] for t in stored["data"]]
+            # The consolidated best bid/offer: only changes are sent, and the last one is the
+            # best over the three final books.
+            assert len(client.bbo) > 10
+            tops = [(m["bid"], m["ask"]) for m in client.bbo[1:]]   # [0]: sent on subscribe
+            assert all(a != b for a, b in zip(tops, tops[1:]))
+            best_bid = max((runtime.book(ex, "BTC-USD").best_bid() for ex in CAPTURES),
+                           key=lambda lv: Decimal(lv[0]))
+            assert Decimal(client.bbo[-1]["bid"]["price"]) == Decimal(best_bid[0])
             got = [t["trade_id"] for t in client.trades]
             assert got and set(got) <= set(stored_ids)
             assert got == sorted(got, key=int)
