@@ -213,6 +213,7 @@ class CollectorProcess:
         self._control: Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self.stats = {"records": 0, "overruns": 0, "missed": 0}
+        self._stopping = False
 
     async def start(self) -> None:
         from .. import ring
@@ -254,7 +255,11 @@ class CollectorProcess:
                 if len(records) == 512:
                     await asyncio.sleep(0)   # let the API and the WebSocket senders run
         except ProducerGone:
-            log.warning("the collector process has gone")
+            if not self._stopping:
+                # Health must not keep showing the child's last "connected" report.
+                log.error("the collector process died; market data has stopped")
+                for remote in self.collectors.values():
+                    remote.stats = {**remote.stats, "connected": False}
         finally:
             reader.close()
 
@@ -273,6 +278,7 @@ class CollectorProcess:
                 self._control.send("snapshots")
 
     async def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
         if self._control is not None:
             with contextlib.suppress(OSError):
                 self._control.send("stop")
