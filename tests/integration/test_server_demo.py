@@ -94,3 +94,30 @@ def test_demo_shows_books_trades_arbitrage_then_exits_cleanly(processes: str,
     assert code == 0, "".join(server.lines[-30:])
     assert list(shm.iterdir()) == []          # every ring file unlinked
     assert not any("Traceback" in line for line in server.lines), "".join(server.lines)
+
+
+def test_split_mode_reports_a_dead_collector_process(tmp_path: Path) -> None:
+    psutil = pytest.importorskip("psutil")
+    server = ServerProcess("--demo", "--port", "0", "--processes", "2", "--log-level", "info",
+                           "--exchanges", "kraken", "--shm-dir", str(tmp_path))
+    try:
+        base = server.wait_listening()
+        with httpx.Client(base_url=base, timeout=5) as client:
+            _wait_for(client, "/book/BTC-USD", {"exchange": "kraken"}, lambda b: bool(b["bids"]))
+            children = psutil.Process(server.proc.pid).children()
+            collectors = [c for c in children if "python" in c.name().lower()]
+            assert collectors, children
+            for child in collectors:
+                child.kill()
+            deadline = time.monotonic() + 10
+            while True:
+                resp = client.get("/health")
+                if resp.status_code == 503:
+                    break
+                assert time.monotonic() < deadline, resp.text
+                time.sleep(0.1)
+            assert resp.json()["exchanges"]["kraken"]["connected"] is False
+    finally:
+        code = server.stop()
+    assert code == 0, "".join(server.lines[-30:])
+    assert list(tmp_path.iterdir()) == []
