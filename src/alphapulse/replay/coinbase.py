@@ -140,7 +140,7 @@ class CoinbaseSession(Session):
         self.subs: dict[str, set[str]] = {}            # subscribe channel -> products
         self.ready: set[str] = set()                   # products whose L2 snapshot was sent
         self.seq = 0                                   # next sequence_num (Advanced Trade)
-        self._last: tuple[int, int] | None = None      # (index, capture seq) last numbered
+        self._last: tuple[int, int] | None = None      # (index, highest capture seq)
         self._beat = 0
 
     # ---- client messages ------------------------------------------------------------------
@@ -241,15 +241,26 @@ class CoinbaseSession(Session):
 
     def _bump(self, index: int) -> int:
         """Numbers the client must see skipped before capture frame ``index``: frames a fault
-        switch withheld, and holes in the capture itself."""
-        cap_seq = self.replay.seqs[index]
-        last, self._last = self._last, (index, cap_seq if cap_seq is not None else -1)
-        if last is None or index <= last[0]:
+        switch withheld, and holes in the capture's own numbering."""
+        seqs = self.replay.seqs
+        cap_seq, last = seqs[index], self._last
+        if last is None:
+            self._last = (index, cap_seq if cap_seq is not None else -1)
             return 0
-        withheld = sum(1 for j in range(last[0] + 1, index) if self._wants(j))
+        last_index, top = last
+        if index <= last_index:
+            return 0
+        withheld = sum(1 for j in range(last_index + 1, index) if self._wants(j))
         hole = 0
-        if cap_seq is not None and last[1] >= 0:
-            hole = max(0, (cap_seq - last[1] - 1) - (index - last[0] - 1))
+        if cap_seq is not None and cap_seq > top:
+            if top >= 0:
+                # numbers between the highest seen and this one that no frame of the
+                # capture carries (frames withheld in between are counted above)
+                between = sum(1 for j in range(last_index + 1, index)
+                              if seqs[j] is not None and top < seqs[j] < cap_seq)
+                hole = cap_seq - top - 1 - between
+            top = cap_seq
+        self._last = (index, top)
         return withheld + hole
 
     def _wants(self, index: int) -> bool:
