@@ -250,7 +250,7 @@ async def test_source_redis_serves_the_same_trades(redis_url: str,
     """A second server with --source redis answers /trades and /book with the same data."""
     prefix = _prefix(request)
     events, book = _book_events("coinbase")
-    writer = RedisWriter(redis_url, prefix=prefix, batch_timeout_ms=5,
+    writer = RedisWriter(redis_url, prefix=f"alphapulse:{prefix}", batch_timeout_ms=5,
                          books=lambda e, s: book)
     await writer.start()
     trades = [_trade(i) for i in range(25)]
@@ -314,7 +314,8 @@ async def test_collectors_to_redis_to_a_second_server(redis_url: str, fixtures_d
             await a.close()
     r = aioredis.from_url(redis_url)
     try:
-        assert await r.xlen(trades_key(prefix, "kraken", "BTC-USD")) == truth["trades"]
+        key = trades_key(f"alphapulse:{prefix}", "kraken", "BTC-USD")
+        assert await r.xlen(key) == truth["trades"]
     finally:
         await r.aclose()
 

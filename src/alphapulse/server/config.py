@@ -209,7 +209,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("source", _choice(SOURCES), env=("ALPHAPULSE_SOURCE",), flag="--source",
        help="where market data comes from: the exchanges, or another server's Redis Streams"),
     _s("name", _name, env=("ALPHAPULSE_NAME",), flag="--name",
-       help="shared-memory feed name strategies attach to"),
+       help="server name: the shared-memory feed strategies attach to "
+            "(alphapulse.feed.attach(NAME)) and the Redis stream prefix alphapulse:NAME"),
     _s("shm_dir", _dir, env=("ALPHAPULSE_SHM_DIR",), flag="--shm-dir",
        help="directory for the shared-memory ring files"),
     _s("processes", _int_in(1, 2), env=("ALPHAPULSE_PROCESSES",), flag="--processes",
@@ -265,7 +266,7 @@ class Config:
     log_level: str = "info"
     demo: bool = False
     source: str = "exchanges"
-    name: str = "alphapulse"
+    name: str = "default"                # strategies: alphapulse.feed.attach("default", ...)
     shm_dir: Path | None = None          # None: /dev/shm (or the temp dir where there is none)
     processes: int = 1
     coinbase_ws_url: str | None = None   # None: the collector's default (the real exchange)

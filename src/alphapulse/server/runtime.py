@@ -55,6 +55,11 @@ class _Server(uvicorn.Server):
         yield
 
 
+def redis_prefix(config: Config) -> str:
+    """Stream keys start with this: ``alphapulse:<name>:trades:<exchange>:<symbol>``."""
+    return f"alphapulse:{config.name}"
+
+
 def shm_dir(config: Config) -> Path:
     """Where ring files go: ``--shm-dir``, else /dev/shm, else the temp directory."""
     if config.shm_dir is not None:
@@ -207,7 +212,7 @@ class Runtime:
         if config.redis_url and config.source == "exchanges":
             from .redis_streams import RedisWriter
             self.redis_writer = RedisWriter(
-                config.redis_url, prefix=config.name, maxlen=config.redis_maxlen,
+                config.redis_url, prefix=redis_prefix(config), maxlen=config.redis_maxlen,
                 batch_size=config.buffer_size, batch_timeout_ms=config.batch_timeout_ms,
                 buffer_limit=config.redis_buffer, checkpoint_s=config.redis_snapshot_s,
                 books=self.book, metrics=self.metrics)
@@ -220,7 +225,7 @@ class Runtime:
             assert config.redis_url is not None
             self.redis_reader = RedisReader(
                 config.redis_url, exchanges=config.exchanges, symbols=config.symbols,
-                sink=self.hub.publish, prefix=config.name, metrics=self.metrics,
+                sink=self.hub.publish, prefix=redis_prefix(config), metrics=self.metrics,
                 have_sequence=self._mirror_sequence)
             await self.redis_reader.start()
         elif config.processes == 2:

@@ -207,7 +207,7 @@ class CollectorProcess:
         self.config = config
         self._sink = sink
         self._metrics = metrics
-        self.ring_path = str(ring_dir / f"{config.name}-collectors-{os.getpid()}.ring")
+        self.ring_path = str(ring_dir / f"alphapulse-{config.name}-collectors-{os.getpid()}.ring")
         self.collectors = {name: RemoteCollector(name) for name in config.exchanges}
         self._process: multiprocessing.process.BaseProcess | None = None
         self._control: Connection | None = None
