@@ -23,16 +23,17 @@ from typing import Any
 import websockets
 
 
-def show(opp: dict[str, Any]) -> None:
+def show(opp: dict[str, Any], live: bool = True) -> None:
     """One line per event: what to buy where, what to sell where, the edge, the timing."""
     route = (f"{opp['symbol']}: buy {opp['buy_exchange']} @ {opp['buy_price']} "
              f"-> sell {opp['sell_exchange']} @ {opp['sell_price']}")
     if opp["status"] == "open":
-        here_us = (time.time_ns() - opp["trigger_ts_recv"]) / 1e3
+        here = (f", here {(time.time_ns() - opp['trigger_ts_recv']) / 1e3:.0f} us" if live
+                else " (opened before we connected)")
         print(f"OPEN   #{opp['id']} {route}  size {opp['size']}  "
               f"net {opp['net_bps']:.1f} bps (gross {opp['gross_bps']:.1f}, "
               f"walk {opp['walk_size']} @ {opp['walk_net_bps']:.1f} bps)  "
-              f"detect {opp['latency_s'] * 1e6:.0f} us, here {here_us:.0f} us", flush=True)
+              f"detect {opp['latency_s'] * 1e6:.0f} us{here}", flush=True)
     else:
         print(f"CLOSED #{opp['id']} {route}  after {opp['duration_s']:.3f} s "
               f"({opp['close_reason']}; peak net {opp['peak_net_bps']:.1f} bps, "
@@ -53,8 +54,7 @@ async def main(ws_url: str, symbol: str) -> None:
             async with websockets.connect(ws_url) as ws:
                 await ws.send(json.dumps({"op": "subscribe", "channels": [f"arbitrage:{symbol}"]}))
                 for opp in already_open(ws_url, symbol):
-                    print("(already open)", end=" ")
-                    show(opp)
+                    show(opp, live=False)
                 async for message in ws:
                     msg = json.loads(message)
                     if msg.get("type") == "arbitrage":
