@@ -229,7 +229,7 @@ class BinanceUSReplay(ReplayExchange):
     @staticmethod
     def _classify(msg: Any, stream: str | None) -> tuple[str, str] | None:
         if not isinstance(msg, dict):
-            return ("raw", "") if msg is None else None
+            return "raw", ""                       # not an event (hostile tests): passed on
         if "lastUpdateId" in msg and isinstance(msg["lastUpdateId"], int):
             return "rest", ""
         symbol = msg.get("s")
