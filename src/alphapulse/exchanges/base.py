@@ -29,6 +29,7 @@ How to implement an exchange (notes for whoever adds one; the long form with a c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -45,11 +46,46 @@ from ..errors import BookError, ProtocolError
 from ..events import BookSnapshot, BookUpdate, Event, Gap, Rejected, Trade
 from ..symbols import Instrument, from_native, instrument
 
-__all__ = ["FeedParser", "MarketDataCollector", "LogLimiter", "Backoff"]
+__all__ = ["Backoff", "FeedParser", "LogLimiter", "MarketDataCollector", "make_book_update"]
 
 log = logging.getLogger("alphapulse.exchanges")
 
 SYNCING, LIVE, RESYNCING = "syncing", "live", "resyncing"
+
+# Everything a hostile frame can make a parser raise (JSONDecodeError is a ValueError).
+_FRAME_ERRORS = (ProtocolError, BookError, KeyError, TypeError, IndexError, AttributeError,
+                 ValueError, RecursionError)
+
+
+def _book_update_maker() -> Callable[..., BookUpdate]:
+    """``BookUpdate(...)`` for the hot path, about twice as fast.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` by name;
+    setting the same slots through their descriptors builds an identical object for less.
+    Falls back to the constructor if the event's fields ever change.
+    """
+    names = ("exchange", "symbol", "native_symbol", "delta", "ts_event", "ts_recv")
+    if tuple(f.name for f in dataclasses.fields(BookUpdate)) != names:
+        return BookUpdate
+    new = object.__new__
+    s_ex, s_sym, s_nat, s_delta, s_te, s_tr = (
+        getattr(BookUpdate, n).__set__ for n in names)
+
+    def make(exchange: str, symbol: str, native: str, delta: Any, ts_event: int,
+             ts_recv: int) -> BookUpdate:
+        e = new(BookUpdate)
+        s_ex(e, exchange)
+        s_sym(e, symbol)
+        s_nat(e, native)
+        s_delta(e, delta)
+        s_te(e, ts_event)
+        s_tr(e, ts_recv)
+        return e
+
+    return make
+
+
+make_book_update = _book_update_maker()
 
 
 def _discard(event: Event) -> None:
@@ -106,16 +142,16 @@ class FeedParser:
     check_crossed: ClassVar[bool] = True
 
     def __init__(self, symbols: Iterable[str] | None = None, *,
-                 sink: Callable[[Event], None] | None = None, depth: int = 0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 sink: Callable[[Event], None] | None = None, depth: int = 0) -> None:
         self.sink: Callable[[Event], None] = sink or _discard
         self.symbols: tuple[str, ...] | None = (
             None if symbols is None else tuple(self.instrument(s).symbol for s in symbols))
         self.depth = depth
         self.books: dict[str, OrderBook] = {}
         self.natives: dict[str, str] = {}                 # normalised -> native symbol
-        self.activity: dict[str, float] = {}              # channel -> clock() of last frame
-        self._clock = clock
+        # channel -> frames seen; the collector's watchdog samples these counters, so the
+        # parser never reads a clock (a counter bump is cheaper than a clock call per frame).
+        self.activity: dict[str, int] = {}
         self._states: dict[str, str] = {}
         self._pending: dict[str, str] = {}                # symbol -> reason, for the IO layer
         self._last_trade: dict[str, int] = {}
@@ -133,16 +169,21 @@ class FeedParser:
             ts_recv = time.time_ns()
         try:
             self.parse(frame, ts_recv)
-        except ProtocolError as exc:
+        except _FRAME_ERRORS as exc:
+            self.frame_error(exc, ts_recv)
+
+    def frame_error(self, exc: BaseException, ts_recv: int) -> None:
+        """Count and report what a bad frame raised (``feed`` calls it; so may fast paths)."""
+        if isinstance(exc, ProtocolError):
             self.reject(exc.reason, exc.detail, ts_recv)
-        except BookError as exc:
+        elif isinstance(exc, BookError):
             self.reject(f"bad_{exc.field or 'level'}", str(exc), ts_recv)
-        except orjson.JSONDecodeError as exc:
+        elif isinstance(exc, orjson.JSONDecodeError):
             self.reject("bad_json", str(exc), ts_recv)
-        except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
-            self.reject("malformed", f"{type(exc).__name__}: {exc}", ts_recv)
-        except RecursionError:
+        elif isinstance(exc, RecursionError):
             self.reject("malformed", "nesting too deep", ts_recv)
+        else:
+            self.reject("malformed", f"{type(exc).__name__}: {exc}", ts_recv)
 
     def parse(self, frame: bytes | str, ts_recv: int) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -203,7 +244,8 @@ class FeedParser:
 
     # ---- helpers for subclasses -----------------------------------------------------------
     def touch(self, channel: str) -> None:
-        self.activity[channel] = self.activity["*"] = self._clock()
+        """Count a frame of ``channel`` for the staleness deadlines (``"*"`` = messages)."""
+        self.activity[channel] = self.activity.get(channel, 0) + 1
 
     def wants(self, symbol: str) -> bool:
         return self.symbols is None or symbol in self.symbols
@@ -245,8 +287,8 @@ class FeedParser:
             return False
         symbol = book.symbol
         self.updates += 1
-        self.sink(BookUpdate(self.exchange, symbol, self.natives[symbol], delta, ts_event,
-                             ts_recv))
+        self.sink(make_book_update(self.exchange, symbol, self.natives[symbol], delta, ts_event,
+                                   ts_recv))
         if self.check_crossed and book.crossed:
             self.gap(symbol, "crossed", f"best bid {book.best_bid()} >= best ask "
                      f"{book.best_ask()}", -1, ts_recv)
@@ -440,9 +482,6 @@ class MarketDataCollector:
 
     async def _session(self, ws: ClientConnection) -> None:
         parser, feed, recorder = self.parser, self.parser.feed, self.recorder
-        now = parser._clock()
-        for channel in self.stale_after:
-            parser.activity[channel] = now      # deadlines start at connect
         snapshots_before = parser.snapshots
         await self.on_connected(ws)
         recv = ws.recv
@@ -467,21 +506,32 @@ class MarketDataCollector:
             await ws.close()
 
     async def _watchdog(self, ws: ClientConnection) -> None:
+        """Samples the parser's per-channel frame counters; a channel whose counter has not
+        moved for its deadline (counted from connect) makes the connection stale."""
+        parser = self.parser
         started = time.monotonic()
-        clock = self.parser._clock
         deadlines = self.stale_after
         period = min([0.5, *(v / 4 for v in deadlines.values())])
+
+        def count(channel: str) -> int:
+            return parser.messages if channel == "*" else parser.activity.get(channel, 0)
+
+        seen = {ch: count(ch) for ch in deadlines}
+        changed = dict.fromkeys(deadlines, started)
         while True:
             await asyncio.sleep(period)
-            now = clock()
+            now = time.monotonic()
             for channel, limit in deadlines.items():
-                if now - self.parser.activity.get(channel, now) > limit:
+                n = count(channel)
+                if n != seen[channel]:
+                    seen[channel], changed[channel] = n, now
+                elif now - changed[channel] > limit:
                     self._close_reason = "stale" if channel == "*" else f"stale_{channel}"
                     log.warning("%s: no %s for %.1fs; reconnecting", self.name,
                                 "data" if channel == "*" else f"{channel} data", limit)
                     ws.transport.abort()        # the feed is dead: no polite close handshake
                     return
-            if self.max_lifetime is not None and time.monotonic() - started > self.max_lifetime:
+            if self.max_lifetime is not None and now - started > self.max_lifetime:
                 self._close_reason = "lifetime"
                 await ws.close()
                 return
