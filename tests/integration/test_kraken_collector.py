@@ -247,3 +247,35 @@ async def test_recorded_frames_verify_like_the_original(fixtures_dir: Path, tmp_
     s = result.summary
     assert (s["checksum_ok"], s["trades"]) == (t["checksums"], t["trades"])
     assert s["top"]["BTC-USD"] == {"bid": t["final_best_bid"], "ask": t["final_best_ask"]}
+
+
+def test_url_and_protocol_selection(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert KrakenCollector(["BTC-USD"]).url == "wss://ws.kraken.com/v2"
+    assert KrakenCollector(["BTC-USD"]).protocol == "v2"
+    monkeypatch.setenv("ALPHAPULSE_KRAKEN_WS_URL", "ws://127.0.0.1:9/")
+    c = KrakenCollector(["BTC-USD"])
+    assert (c.url, c.protocol) == ("ws://127.0.0.1:9/", "v1")
+    assert c.natives == ["XBT/USD"]                     # v1 writes XBT
+    c = KrakenCollector(["BTC-USD"], url="wss://ws.kraken.com/v2")   # explicit wins
+    assert (c.url, c.protocol, c.natives) == ("wss://ws.kraken.com/v2", "v2", ["BTC/USD"])
+    assert KrakenCollector(["BTC-USD"], protocol="v2").protocol == "v2"
+    with pytest.raises(ValueError, match="depth"):
+        KrakenCollector(["BTC-USD"], url="wss://x/v2", depth=7)
+    msgs = [json.loads(m) for m in KrakenCollector(["ETH-USD"], url="wss://x/v2", depth=25)
+            .subscribe_messages()]
+    assert [m["params"]["channel"] for m in msgs] == ["instrument", "book", "trade"]
+    assert msgs[1]["params"] == {"channel": "book", "depth": 25, "snapshot": True,
+                                 "symbol": ["ETH/USD"]}
+
+
+async def test_unreachable_exchange_backs_off_and_counts(loopback_socket: socket.socket) -> None:
+    port = loopback_socket.getsockname()[1]
+    loopback_socket.close()                             # nothing listens there any more
+    c = KrakenCollector(["BTC-USD"], url=f"ws://127.0.0.1:{port}/v2", backoff_initial=0.01,
+                        backoff_max=0.05)
+    task = asyncio.create_task(c.run())
+    while c.reconnects < 3:
+        await asyncio.sleep(0.01)
+    await c.stop()
+    await asyncio.wait_for(task, 5)
+    assert set(c.stats["disconnects"]) == {"connect_failed"} and not c.stats["connected"]
