@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from . import ring
 from ._book import Delta, OrderBook, diff
+from .arbitrage import ArbitrageDetector, Opportunity
+from .consolidated import ConsolidatedBook, ConsolidatedBooks
 from .errors import (
     AlphaPulseError,
     BookError,
@@ -25,11 +27,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlphaPulseError",
+    "ArbitrageDetector",
     "BookError",
     "BookSnapshot",
     "BookUpdate",
+    "ConsolidatedBook",
+    "ConsolidatedBooks",
     "Delta",
     "Gap",
+    "Opportunity",
     "OrderBook",
     "ProducerGone",
     "ProtocolError",
