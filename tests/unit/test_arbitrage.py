@@ -323,3 +323,12 @@ def test_walk_reads_deeper_levels_when_the_first_ones_are_used_up(
     det.on_event(Venue("kraken", 1).snapshot([("90.0", "1")], asks))
     (opp,) = det.on_event(Venue("coinbase", 2).snapshot(bids, [("120.00", "1")]))
     assert (opp.walk_size, opp.walk_cost, opp.walk_proceeds) == expected
+
+
+def test_a_missed_delta_closes_as_resyncing() -> None:
+    det, clock, kraken, coinbase, out = open_one()
+    coinbase.book.apply([("bid", "50.00", "1")])          # this delta never reaches the detector
+    clock.now = T0 + 10 * MS
+    (closed,) = det.on_event(coinbase.update([("bid", "51.00", "1")], ts=clock.now))
+    assert (closed.id, closed.close_reason) == (out[0].id, "resyncing")
+    assert det.books["BTC-USD"].sequence_errors == 1
