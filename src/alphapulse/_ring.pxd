@@ -137,3 +137,5 @@ cdef class Reader:
     cdef int _empty(self) except -2
     cdef void _consume(self) noexcept
     cdef bint _ready(self) noexcept nogil
+    cdef int _wait(self, bint forever, int64_t timeout_ns, int64_t spin) except -1
+    cdef object _read(self)

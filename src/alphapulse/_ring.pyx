@@ -311,7 +311,8 @@ cdef class Writer:
         under each policy)."""
         cdef Py_buffer view
         cdef int ok
-        self._check_open()
+        if self._hdr == NULL:
+            self._check_open()
         if PyBytes_CheckExact(data):
             ok = self._put(<const unsigned char *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
         else:
@@ -593,7 +594,8 @@ cdef class Reader:
         """Next record as bytes, or None when the ring is empty."""
         cdef const unsigned char *p
         cdef uint64_t n
-        self._check_open()
+        if self._hdr == NULL:
+            self._check_open()
         if self._peek(False, &p, &n):
             rec = PyBytes_FromStringAndSize(<const char *>p, n)
             self._consume()
@@ -665,21 +667,15 @@ cdef class Reader:
         return (ap_load_acquire_u64(&self._hdr.head) != self._tail
                 or ap_load_acquire_u32(&self._hdr.state) == STATE_CLOSED)
 
-    def wait(self, timeout=None, spin_ns=None) -> bool:
-        """Block until ``read`` would not return None (a record, an overrun notice, or the end
-        of the stream), for at most ``timeout`` seconds (None: no limit).  Returns False on
-        timeout.  Spins ``spin_ns`` (default: the reader's spin setting) and then sleeps on a
-        futex in slices, checking the writer's liveness between slices.  Releases the GIL."""
+    cdef int _wait(self, bint forever, int64_t timeout_ns, int64_t spin) except -1:
+        """1 when ``read`` would not return None, 0 on timeout / close (see ``wait``)."""
         cdef int64_t now, deadline, spin_until, slice_ns
         cdef uint64_t head
         cdef bint ready = False
-        cdef bint forever = timeout is None
-        cdef int64_t spin = self._spin_ns if spin_ns is None else spin_ns
-        self._check_open()
         if self._head_cache != self._tail or self._writer_dead or self._writer_closed or self._ready():
-            return True
+            return 1
         now = ap_monotonic_ns()
-        deadline = 0 if forever else now + <int64_t>(max(float(timeout), 0.0) * 1e9)
+        deadline = now + (timeout_ns if timeout_ns > 0 else 0)
         self._busy += 1
         try:
             if spin > 0:
@@ -695,15 +691,16 @@ cdef class Reader:
                         if ap_monotonic_ns() >= spin_until:
                             break
                 if ready:
-                    return True
+                    return 1
             while True:
                 now = ap_monotonic_ns()
                 if self._closing:
-                    return False
+                    return 0
                 if not forever and now >= deadline:
                     return self._ready()
                 slice_ns = SLICE_NS if forever or deadline - now > SLICE_NS else deadline - now
                 with nogil:
+                    # Dekker with the writer's _publish: flag first, then look at head once more.
                     ap_store_seqcst_u32(&self._hdr.sleeping, 1)
                     head = ap_load_seqcst_u64(&self._hdr.head)
                     if head == self._tail and ap_load_acquire_u32(&self._hdr.state) != STATE_CLOSED:
@@ -711,31 +708,54 @@ cdef class Reader:
                     ap_store_release_u32(&self._hdr.sleeping, 0)
                     ready = self._ready()
                 if ready:
-                    return True
+                    return 1
                 PyErr_CheckSignals()
                 if not ap_process_alive(self._writer_pid, self._writer_start):
-                    self._next_check = 0
-                    return True
+                    self._next_check = 0        # let the next read() confirm and raise
+                    return 1
         finally:
             self._busy -= 1
 
+    def wait(self, timeout=None, spin_ns=None) -> bool:
+        """Block until ``read`` would not return None (a record, an overrun notice, or the end
+        of the stream), for at most ``timeout`` seconds (None: no limit).  Returns False on
+        timeout (or when another thread closes the reader).  Spins ``spin_ns`` (default: the
+        reader's setting) and then sleeps on a futex in slices of 50 ms, checking the writer's
+        liveness between slices, so a SIGKILLed writer is noticed.  Releases the GIL."""
+        self._check_open()
+        return self._wait(timeout is None, 0 if timeout is None else <int64_t>(float(timeout) * 1e9),
+                          self._spin_ns if spin_ns is None else spin_ns) == 1
+
+    cdef object _read(self):
+        cdef const unsigned char *p
+        cdef uint64_t n
+        if self._peek(False, &p, &n):
+            rec = PyBytes_FromStringAndSize(<const char *>p, n)
+            self._consume()
+            return rec
+        return None
+
     def read_blocking(self, timeout=None):
         """Next record, waiting up to ``timeout`` seconds (None: forever); None on timeout."""
-        cdef int64_t deadline = 0
-        rec = self.read()
+        cdef int64_t deadline = 0, left = 0
+        cdef bint forever = timeout is None
+        self._check_open()
+        rec = self._read()
         if rec is not None:
             return rec
-        if timeout is not None:
-            deadline = ap_monotonic_ns() + <int64_t>(max(float(timeout), 0.0) * 1e9)
+        if not forever:
+            deadline = ap_monotonic_ns() + <int64_t>(float(timeout) * 1e9)
         while True:
-            if timeout is None:
-                self.wait(None)
-            elif not self.wait(max(deadline - ap_monotonic_ns(), 0) / 1e9):
-                return self.read()
-            rec = self.read()
+            if not forever:
+                left = deadline - ap_monotonic_ns()
+            if not self._wait(forever, left, self._spin_ns):
+                self._check_open()
+                return self._read()
+            self._check_open()
+            rec = self._read()
             if rec is not None:
                 return rec
-            if timeout is not None and ap_monotonic_ns() >= deadline:
+            if not forever and ap_monotonic_ns() >= deadline:
                 return None
 
     def __iter__(self):

@@ -48,7 +48,7 @@ _STATE_CLOSED = 2
 # asyncio adapter tuning: after the ring runs dry, poll it cooperatively (yielding to the loop)
 # for this long before parking a helper thread in the futex wait.  Bursts then cost no thread
 # hand-off; an idle feed costs nothing.
-_ASYNC_POLL_S = 0.0005
+_ASYNC_POLL_S = 0.0002
 _ASYNC_WAIT_SLICE_S = 0.05
 
 
@@ -101,6 +101,7 @@ class RingReader(_ring.Reader):
 async def _aiter(reader: RingReader, batch: int = 256) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     executor: ThreadPoolExecutor | None = None
+    poll_s = _ASYNC_POLL_S
     try:
         while True:
             try:
@@ -113,18 +114,29 @@ async def _aiter(reader: RingReader, batch: int = 256) -> AsyncIterator[bytes]:
                 for record in records:
                     yield record
                 continue
-            # Empty: first yield to the loop for a short while (cheap, catches bursts) ...
-            until = time.monotonic() + _ASYNC_POLL_S
-            while time.monotonic() < until:
-                await asyncio.sleep(0)
-                if reader.backlog or not reader.writer_alive:
-                    break
-            else:
-                # ... then park a helper thread in the futex wait (GIL released) in slices,
-                # so a cancelled iteration leaves that thread within one slice.
+            # Empty.  First yield to the loop for a while (cheap; catches the next record of a
+            # busy feed with no thread hand-off).  The budget adapts: it doubles when polling
+            # found data and halves (down to nothing) when it did not, so an idle or slow feed
+            # does not keep the loop spinning.
+            found = False
+            if poll_s:
+                until = time.monotonic() + poll_s
+                while time.monotonic() < until:
+                    await asyncio.sleep(0)
+                    if reader.wait(0, 0):
+                        found = True
+                        break
+                poll_s = min(poll_s * 2, _ASYNC_POLL_S) if found else poll_s / 2
+                if poll_s < _ASYNC_POLL_S / 16:
+                    poll_s = 0.0
+            if not found:
+                # Park a helper thread in the futex wait (GIL released), in slices, so a
+                # cancelled iteration leaves that thread within one slice.
                 if executor is None:
                     executor = ThreadPoolExecutor(1, thread_name_prefix="alphapulse-ring")
-                await loop.run_in_executor(executor, reader.wait, _ASYNC_WAIT_SLICE_S, 0)
+                found = await loop.run_in_executor(executor, reader.wait, _ASYNC_WAIT_SLICE_S, 0)
+                if found and not poll_s:
+                    poll_s = _ASYNC_POLL_S / 8
     finally:
         if executor is not None:
             executor.shutdown(wait=False)

@@ -398,3 +398,40 @@ def test_dead_reader_is_seen_and_replaced(shm_dir, spawn):
                 assert r.read() is None
         finally:
             _stop(proc)
+
+
+def test_async_cancel_then_close_and_overrun(shm_dir):
+    async def main() -> None:
+        with ring.create(shm_dir / "ac", CAP, policy="drop") as w:
+            r = ring.attach(shm_dir / "ac")
+
+            async def consume() -> None:
+                async for _ in r:
+                    pass
+
+            task = asyncio.create_task(consume())
+            await asyncio.sleep(0.3)                 # long enough to park the helper thread
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            r.close()                                # waits for the helper thread's slice
+            assert r.closed
+
+            r = ring.attach(shm_dir / "ac")
+            seq = 0
+            while w.write(_seq_record(seq)):
+                seq += 1
+            w.write(_seq_record(seq + 1))            # dropped (and counted) too
+            got = []
+            with pytest.raises(RingOverrun) as exc:
+                async for rec in r:
+                    got.append(rec)
+                    if len(got) == seq:
+                        w.write(_seq_record(seq + 2))
+            assert exc.value.missed == 2 and len(got) == seq
+            async for rec in r:                      # iterate again after handling it
+                _check_seq_record(rec, seq + 2)
+                w.close()
+            r.close()
+
+    asyncio.run(main())
