@@ -34,7 +34,7 @@ from ..errors import ProtocolError
 from ..events import Event
 from ..symbols import from_native, instrument
 from ._coinbase_exchange import ExchangeFeedMixin, _check_decimal, iso_ns
-from .base import LIVE, RESYNCING, FeedParser, MarketDataCollector
+from .base import LIVE, RESYNCING, FeedParser, MarketDataCollector, make_book_update
 
 __all__ = ["ADVANCED_TRADE_URL", "EXCHANGE_URL", "CoinbaseCollector", "CoinbaseParser",
            "iso_ns"]
@@ -44,7 +44,6 @@ EXCHANGE_URL = "wss://ws-feed.exchange.coinbase.com"
 _MAKER_TO_TAKER = {"BUY": "sell", "SELL": "buy"}
 _IGNORED_CHANNELS = frozenset({"ticker", "ticker_batch", "candles", "status"})
 _loads = orjson.loads
-
 
 class CoinbaseParser(ExchangeFeedMixin, FeedParser):
     """Sans-IO Coinbase parser (Advanced Trade and Exchange feed frames, told apart per frame).
@@ -63,6 +62,7 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
         self._expected: int | None = None          # next sequence_num on this connection
         self._hole: tuple[int, int] | None = None  # numbers skipped by the last jump
         self._products: dict[Any, OrderBook | None] = {}
+        self._last_ts: tuple[Any, int] = ("", 0)          # last l2 timestamp text -> ns
         self.sequence_anomalies = 0
         self.protocol: str | None = None            # "advanced_trade" | "exchange", as seen
         self._init_exchange_feed()
@@ -98,14 +98,25 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
             self._exchange_frame(msg, ts_recv)
             return
         self.protocol = "advanced_trade"
-        if not self._sequence_ok(msg.get("sequence_num"), ts_recv):
+        seq = msg.get("sequence_num")
+        if type(seq) is int and seq == self._expected:
+            self._expected = seq + 1                # in order: the usual case, inline
+        elif not self._sequence_ok(seq, ts_recv):
             return
         events = msg["events"]
         if type(events) is not list:
             raise ProtocolError("malformed", "events is not a list")
         if channel == "l2_data":
-            self.touch("level2")
-            ts_event = iso_ns(msg["timestamp"])
+            activity = self.activity
+            activity["level2"] = activity.get("level2", 0) + 1
+            ts = msg["timestamp"]
+            if ts == self._last_ts[0]:
+                ts_event = self._last_ts[1]
+            else:
+                ts_event = iso_ns(ts)
+                self._last_ts = (ts, ts_event)
+            if len(events) == 1 and self._fast_update(events[0], ts_event, ts_recv):
+                return
             for event in events:
                 self._l2_event(event, ts_event, ts_recv)
         elif channel == "market_trades":
@@ -178,6 +189,29 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
 
     def _live(self, symbol: str) -> bool:
         return self._states.get(symbol) == LIVE
+
+    def _fast_update(self, event: Any, ts_event: int, ts_recv: int) -> bool:
+        """The hottest shape (one product's update for a live book), without the layers of
+        the general path; False hands the event to the general path."""
+        if type(event) is not dict or event.get("type") != "update":
+            return False
+        product = event.get("product_id")
+        book = self._products.get(product) if type(product) is str else None
+        if book is None:
+            return False
+        updates = event["updates"]
+        symbol = book.symbol
+        if type(updates) is not list or len(updates) > self.max_levels or \
+                self._states.get(symbol) != LIVE:
+            return False
+        delta = book.apply([(u["side"], u["price_level"], u["new_quantity"]) for u in updates])
+        self.updates += 1
+        self.sink(make_book_update("coinbase", symbol, self.natives[symbol], delta, ts_event,
+                                   ts_recv))
+        if book.crossed:
+            self.gap(symbol, "crossed", f"best bid {book.best_bid()} >= best ask "
+                     f"{book.best_ask()}", -1, ts_recv)
+        return True
 
     def _l2_event(self, event: dict[str, Any], ts_event: int, ts_recv: int) -> None:
         book = self._product(event["product_id"])

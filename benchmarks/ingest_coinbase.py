@@ -1,0 +1,179 @@
+"""Coinbase ingest: messages/s through parse + normalise + book, beside cryptofeed 2.4.1.
+
+    .venv/bin/python benchmarks/ingest_coinbase.py [--n 50000] [--repeat 5] [--cpu 1]
+
+Pinned to one CPU.  AlphaPulse: ``CoinbaseParser.feed`` (the collector's own code: orjson,
+``sequence_num`` check, normalised Trade / BookUpdate events to a no-op sink, the Cython
+book).  cryptofeed 2.4.1: ``Coinbase.message_handler`` (its Advanced Trade handler) fed the same
+frames offline with no-op callbacks, awaited in a loop as its connection layer does.  Medians of
+``--repeat`` runs, each on a fresh parser/feed.
+
+Rows: the generated fixture (l2_data + market_trades), the real Advanced Trade capture (two
+full-book snapshots of 46,000 and 23,334 levels, then updates), and generated l2_data update
+streams with 1 and 10 levels per message (the shapes the issue quotes).  Note: cryptofeed
+2.4.1 builds a snapshot's ask side from ``side == 'ask'`` while Advanced Trade says
+``"offer"``, so its books have no asks after a snapshot (protocols.md §1); it still does the
+same parsing work, so the throughput comparison stands, but its books are wrong.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = Path(os.environ.get("ALPHAPULSE_FIXTURES", HERE.parents[1] / "shared" / "fixtures"))
+
+from alphapulse.capture import read_frames  # noqa: E402
+from alphapulse.exchanges.coinbase import CoinbaseParser  # noqa: E402
+
+
+def pin(cpu: int) -> str:
+    try:
+        os.sched_setaffinity(0, {cpu})
+        return f"pinned to CPU {cpu}"
+    except (AttributeError, OSError) as exc:
+        return f"not pinned ({exc})"
+
+
+def timed(run, min_time: float = 0.3) -> float:  # noqa: ANN001
+    passes, total = 0, 0.0
+    while total < min_time:
+        total += run()
+        passes += 1
+    return total / passes
+
+
+def generate(n: int, levels: int, seed: int = 7) -> list[bytes]:
+    """A subscriptions ack, one 1,000-level snapshot, then ``n`` l2_data updates of
+    ``levels`` levels each near the top (prices 2 decimals, sizes 8), as Advanced Trade sends."""
+    rng = random.Random(seed)
+    ts = "2026-11-27T10:00:00.000000000Z"
+    mid = 9_651_250
+    frames = [orjson.dumps({"channel": "subscriptions", "timestamp": ts, "sequence_num": 0,
+                            "events": [{"subscriptions": {"level2": ["BTC-USD"]}}]})]
+    snap = [{"side": side, "event_time": ts, "price_level": f"{(mid + sign * (i + 1)) / 100:.2f}",
+             "new_quantity": f"{rng.randint(1, 10**8) / 1e8:.8f}"}
+            for side, sign in (("bid", -1), ("offer", 1)) for i in range(500)]
+    frames.append(orjson.dumps({"channel": "l2_data", "timestamp": ts, "sequence_num": 1,
+                                "events": [{"type": "snapshot", "product_id": "BTC-USD",
+                                            "updates": snap}]}))
+    for k in range(n):
+        ups = []
+        for _ in range(levels):
+            side = rng.choice(("bid", "offer"))
+            off = rng.randint(1, 60)
+            price = (mid - off) if side == "bid" else (mid + off)
+            qty = "0" if rng.random() < 0.2 else f"{rng.randint(1, 10**8) / 1e8:.8f}"
+            ups.append({"side": side, "event_time": ts, "price_level": f"{price / 100:.2f}",
+                        "new_quantity": qty})
+        frames.append(orjson.dumps({"channel": "l2_data", "timestamp": ts, "sequence_num": k + 2,
+                                    "events": [{"type": "update", "product_id": "BTC-USD",
+                                                "updates": ups}]}))
+    return frames
+
+
+def bench_alphapulse(frames: list[bytes], repeat: int, symbols: list[str]) -> float:
+    def run() -> float:
+        parser = CoinbaseParser(symbols, sink=lambda e: None)
+        feed = parser.feed
+        t0 = time.perf_counter()
+        for f in frames:
+            feed(f, 1)
+        dt = time.perf_counter() - t0
+        assert parser.gaps == 0 and not parser.rejected, parser.stats()
+        return dt
+    run()
+    return statistics.median(len(frames) / timed(run) for _ in range(repeat))
+
+
+def _cryptofeed(symbols: list[str]):  # noqa: ANN202
+    from cryptofeed.defines import L2_BOOK, TRADES
+    from cryptofeed.exchanges import Coinbase
+    from cryptofeed.symbols import Symbols
+
+    # Offline: feed cryptofeed's own symbol parser a minimal product list (no network).
+    products = [{"base_currency_id": s.split("-")[0], "quote_currency_id": s.split("-")[1],
+                 "quote_increment": "0.01", "product_id": s} for s in symbols]
+    Symbols.set(Coinbase.id, *Coinbase._parse_symbol_data({"products": products}))
+
+    async def noop(*args: object, **kwargs: object) -> None:
+        pass
+
+    return Coinbase(symbols=symbols, channels=[L2_BOOK, TRADES],
+                    callbacks={L2_BOOK: noop, TRADES: noop})
+
+
+def bench_cryptofeed(frames: list[bytes], repeat: int, symbols: list[str]) -> float:
+    texts = [f.decode() for f in frames]              # what its websocket layer hands it
+    loop = asyncio.new_event_loop()
+
+    async def drive() -> float:
+        handler = _cryptofeed(symbols).message_handler
+        t0 = time.perf_counter()
+        for msg in texts:
+            await handler(msg, None, 1.0)
+        return time.perf_counter() - t0
+
+    def run() -> float:
+        return loop.run_until_complete(drive())
+    try:
+        run()
+        return statistics.median(len(frames) / timed(run) for _ in range(repeat))
+    finally:
+        loop.close()
+
+
+def bench_orjson(frames: list[bytes], repeat: int) -> float:
+    def run() -> float:
+        loads = orjson.loads
+        t0 = time.perf_counter()
+        for f in frames:
+            loads(f)
+        return time.perf_counter() - t0
+    return statistics.median(len(frames) / timed(run) for _ in range(repeat))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=50_000, help="generated stream: update messages")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--cpu", type=int, default=os.cpu_count() - 1 if os.cpu_count() else 0)
+    args = ap.parse_args()
+    where = pin(args.cpu)
+    import logging
+    logging.disable(logging.WARNING)     # cryptofeed warns on every ticker/heartbeat frame
+    real = [f for f in read_frames(FIXTURES / "coinbase" /
+                                   "advanced-trade-btcusd-ethusd-2026-08-09.jsonl")]
+    rows = [
+        ("fixture generated/coinbase-clean (l2_data + market_trades)",
+         read_frames(FIXTURES / "generated" / "coinbase-clean.jsonl"), ["BTC-USD"]),
+        ("fixture coinbase/advanced-trade 2026-08-09 (2 full snapshots + 1,028 frames)",
+         real, ["BTC-USD", "ETH-USD"]),
+        ("generated l2_data updates, 1 level/msg", generate(args.n, 1), ["BTC-USD"]),
+        ("generated l2_data updates, 10 levels/msg", generate(args.n, 10), ["BTC-USD"]),
+    ]
+    print(f"Coinbase Advanced Trade ingest, one core ({where}), median of {args.repeat}; "
+          f"python {sys.version.split()[0]}")
+    print()
+    print("| stream | msgs | AlphaPulse msgs/s | cryptofeed 2.4.1 msgs/s | ratio |")
+    print("|---|---:|---:|---:|---:|")
+    for label, frames, symbols in rows:
+        mine = bench_alphapulse(frames, args.repeat, symbols)
+        cf = bench_cryptofeed(frames, args.repeat, symbols)
+        print(f"| {label} | {len(frames):,} | {mine:,.0f} | {cf:,.0f} | {mine / cf:.2f}x |")
+    for levels in (1, 10):
+        oj = bench_orjson(rows[2 if levels == 1 else 3][1], args.repeat)
+        print(f"| orjson.loads alone, {levels} level(s)/msg (ceiling reference) | | {oj:,.0f} "
+              f"| | |")
+
+
+if __name__ == "__main__":
+    main()
