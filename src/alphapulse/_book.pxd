@@ -91,6 +91,7 @@ cdef class OrderBook:
     cdef Py_ssize_t scratch_cap
 
     cdef int _reserve_scratch(self, Py_ssize_t n) except -1
+    cdef void _trim_scratch(self) noexcept
     cdef Py_ssize_t _parse_changes(self, object changes) except -1
     cdef Delta _apply_parsed(self, Py_ssize_t count, bint want_delta)
     cdef Delta _new_delta(self, Py_ssize_t capacity, bint snapshot)

@@ -109,6 +109,13 @@ cdef class OrderBook:
         self.scratch_cap = n
         return 0
 
+    cdef void _trim_scratch(self) noexcept:
+        # A 46,000-level snapshot needs a 1 MB scratch once; do not keep it per book.
+        if self.scratch_cap > 1024:
+            free(self.scratch)
+            self.scratch = NULL
+            self.scratch_cap = 0
+
     cdef Py_ssize_t _parse_changes(self, object changes) except -1:
         """Validate every change into the scratch buffer; returns how many."""
         cdef object seq = changes if type(changes) is list or type(changes) is tuple \
@@ -221,6 +228,7 @@ cdef class OrderBook:
         except BookError as exc:
             raise BookError(f"{name}[{i}]: {exc}", exc.field) from None
         self._replace(self.scratch, nb, na)
+        self._trim_scratch()
         self.sequence += 1
         return self.snapshot_delta()
 
@@ -326,6 +334,7 @@ cdef class OrderBook:
             self.scratch[i].size = delta.sizes[i]
         if delta.is_snapshot:
             self._replace(self.scratch, delta.n_bids, delta.n - delta.n_bids)
+            self._trim_scratch()
         else:
             self._apply_parsed(delta.n, False)
         self.sequence = delta.sequence

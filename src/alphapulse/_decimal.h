@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include <string.h>
 
 #define AP_DEC_OK 0
 #define AP_DEC_SYNTAX 1      /* not a decimal number */
@@ -33,8 +34,15 @@ static int ap_word_is(const char *s, size_t n, const char *word)
     return word[i] == '\0';
 }
 
-/* Parse s[0:n] as a non-negative decimal scaled by 10**precision into *out. */
-static int ap_parse_decimal(const char *s, size_t n, int precision, int64_t *out)
+static const int64_t ap_pow10[19] = {
+    1LL, 10LL, 100LL, 1000LL, 10000LL, 100000LL, 1000000LL, 10000000LL, 100000000LL,
+    1000000000LL, 10000000000LL, 100000000000LL, 1000000000000LL, 10000000000000LL,
+    100000000000000LL, 1000000000000000LL, 10000000000000000LL, 100000000000000000LL,
+    1000000000000000000LL};
+
+/* The general parser: signs, exponents, long digit strings, trailing zeros beyond the
+ * precision, and every error.  ap_parse_decimal tries a one-pass fast path first. */
+static int ap_parse_decimal_full(const char *s, size_t n, int precision, int64_t *out)
 {
     size_t i = 0;
     int negative = 0;
@@ -111,6 +119,35 @@ static int ap_parse_decimal(const char *s, size_t n, int precision, int64_t *out
     return AP_DEC_OK;
 }
 
+/* Parse s[0:n] as a non-negative decimal scaled by 10**precision into *out.
+ * Fast path for what exchanges send ("65061.91", "0.00100000"): plain digits with at most
+ * one '.', at most 18 digits and no more decimals than the precision; one pass, no
+ * structure scan.  Anything else goes to the full parser, which decides errors. */
+static inline int ap_parse_decimal(const char *s, size_t n, int precision, int64_t *out)
+{
+    uint64_t acc = 0;
+    int frac = -1, digits = 0;
+    if (n == 0 || n > 19) return ap_parse_decimal_full(s, n, precision, out);
+    for (size_t i = 0; i < n; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - (unsigned)'0';
+        if (d < 10) {
+            acc = acc * 10 + d;
+            digits++;
+            frac += frac >= 0;
+        } else if (s[i] == '.' && frac < 0) {
+            frac = 0;
+        } else {
+            return ap_parse_decimal_full(s, n, precision, out);
+        }
+    }
+    if (frac < 0) frac = 0;
+    if (digits == 0 || frac > precision) return ap_parse_decimal_full(s, n, precision, out);
+    int64_t scale = ap_pow10[precision - frac];
+    if (acc > (uint64_t)(INT64_MAX / scale)) return AP_DEC_RANGE;
+    *out = (int64_t)acc * scale;
+    return AP_DEC_OK;
+}
+
 /* Write v / 10**precision with exactly `precision` decimals into buf (>= AP_DEC_BUFSIZE bytes).
  * Returns the length (no NUL is relied upon by callers, but one is written). */
 static inline int ap_format_decimal(int64_t v, int precision, char *buf)
@@ -138,19 +175,34 @@ static inline int ap_format_decimal(int64_t v, int precision, char *buf)
     return len;
 }
 
+static const char ap_digit_pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 /* The integer's plain digits (what Kraken's checksum wants: '.' removed, leading zeros
- * stripped, which for a scaled integer is exactly its decimal form).  Returns the length. */
+ * stripped, which for a scaled integer is exactly its decimal form).  Returns the length.
+ * Two digits per division: the checksum formats 40 numbers per call. */
 static inline int ap_format_digits(int64_t v, char *buf)
 {
     char tmp[24];
-    int t = 0, len = 0;
+    int t = 24, len;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
     if (u == 0) return 0;   /* "0" with leading zeros stripped is empty */
-    while (u) {
-        tmp[t++] = (char)('0' + (u % 10));
-        u /= 10;
+    while (u >= 100) {
+        unsigned r = (unsigned)(u % 100);
+        u /= 100;
+        tmp[--t] = ap_digit_pairs[2 * r + 1];
+        tmp[--t] = ap_digit_pairs[2 * r];
     }
-    while (t) buf[len++] = tmp[--t];
+    if (u >= 10) {
+        tmp[--t] = ap_digit_pairs[2 * u + 1];
+        tmp[--t] = ap_digit_pairs[2 * u];
+    } else {
+        tmp[--t] = (char)('0' + u);
+    }
+    len = 24 - t;
+    memcpy(buf, tmp + t, (size_t)len);
     return len;
 }
 
