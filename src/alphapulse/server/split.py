@@ -7,7 +7,7 @@ is its only writer, the server its only reader.  Each record is one event:
     b"S" / b"U" + u16 meta length + orjson([exchange, symbol, native, ts_event, ts_recv])
                 + Delta.encode()                         (BookSnapshot / BookUpdate)
     b"G" + orjson(Gap fields)      b"R" + orjson(Rejected fields)
-    b"H" + orjson({exchange: collector status})          (twice a second: health, metrics)
+    b"H" + orjson({exchange: collector status})          (5 times a second: health, metrics)
 
 The ring uses the drop policy: the parser never waits for the server.  If the server falls
 behind, the reader is told exactly how many records it missed; the server then publishes a
@@ -42,7 +42,7 @@ from .config import Config
 log = logging.getLogger(__name__)
 
 RING_CAPACITY = 1 << 24
-STATUS_INTERVAL_S = 0.5
+STATUS_INTERVAL_S = 0.2
 _META = struct.Struct("<H")
 
 
