@@ -87,6 +87,19 @@ def test_demo_shows_books_trades_arbitrage_then_exits_cleanly(processes: str,
             assert first["sell_exchange"] == "coinbase"
             assert first["buy_exchange"] in ("kraken", "binanceus")
             # (With --processes 2 the collectors' state arrives a few times a second.)
+            # A local strategy attaches by name and mirrors the book over shared memory.
+            from alphapulse import BookUpdate
+            from alphapulse.feed import attach
+            with attach("default", ["book:kraken:BTC-USD"], directory=shm) as feed:
+                deadline = time.monotonic() + 10
+                while True:
+                    event = feed.next(timeout=1.0)
+                    mirror = feed.book("kraken", "BTC-USD")
+                    if isinstance(event, BookUpdate) and mirror is not None \
+                            and feed.synced("kraken", "BTC-USD"):
+                        break
+                    assert time.monotonic() < deadline, event
+                assert mirror.best_bid() is not None and not mirror.crossed
             health = _wait_for(client, "/health", {},
                                lambda h: all(e["connected"] for e in h["exchanges"].values()))
             assert set(health["exchanges"]) == {"kraken", "coinbase", "binanceus"}
