@@ -614,12 +614,16 @@ cdef class Reader:
         self._check_open()
         if max_records < 1:
             raise ValueError(f"max_records must be >= 1, got {max_records}")
-        for i in range(max_records):
-            if self._peek(i > 0, &p, &n) != 1:
-                break
-            PyList_Append(out, PyBytes_FromStringAndSize(<const char *>p, n))
-            self._consume()
-        # One tail store per record keeps the writer's view fresh; it costs a plain store.
+        try:
+            for i in range(max_records):
+                if self._peek(i > 0, &p, &n) != 1:
+                    break
+                PyList_Append(out, PyBytes_FromStringAndSize(<const char *>p, n))
+                # Advance privately; tail is published once below, so a writer polling a
+                # full ring sees one store per batch instead of one per record.
+                self._tail = self._next_pos
+        finally:
+            ap_store_release_u64(&self._hdr.tail, self._tail)
         return out
 
     def read_into(self, buffer) -> int:
