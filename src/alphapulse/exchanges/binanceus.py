@@ -34,7 +34,7 @@ from ..errors import ProtocolError
 from ..events import Event
 from ..symbols import from_native, instrument, stream_name
 from ._http import WeightLimiter, http_get
-from .base import LIVE, RESYNCING, FeedParser, MarketDataCollector
+from .base import LIVE, RESYNCING, FeedParser, MarketDataCollector, make_book_update
 
 __all__ = ["BinanceUSCollector", "BinanceUSParser", "snapshot_weight"]
 
@@ -169,7 +169,21 @@ class BinanceUSParser(FeedParser):
         changes = [("bid", p, q) for p, q in bids]
         if asks:
             changes += [("ask", p, q) for p, q in asks]
-        self.touch("depth")
+        activity = self.activity
+        activity["depth"] = activity.get("depth", 0) + 1
+        symbol = book.symbol
+        if first == self._last_u.get(symbol, -2) + 1 and self._states.get(symbol) == LIVE \
+                and symbol not in self._bridge:
+            # In order on a live book (the usual case): apply without the general path.
+            delta = book.apply(changes)
+            self._last_u[symbol] = final
+            self.updates += 1
+            self.sink(make_book_update("binanceus", symbol, self.natives[symbol], delta,
+                                       event_ms * 1_000_000, ts_recv))
+            if book.crossed:
+                self.gap(symbol, "crossed", f"best bid {book.best_bid()} >= best ask "
+                         f"{book.best_ask()}", -1, ts_recv)
+            return
         self._on_depth(book, first, final, changes, event_ms * 1_000_000, ts_recv)
         if self._orphan is not None and self._states.get(book.symbol) != LIVE:
             orphan, self._orphan = self._orphan, None

@@ -1,0 +1,218 @@
+"""Binance.US ingest: depth messages/s through parse + normalise + book, beside cryptofeed 2.4.1.
+
+    .venv/bin/python benchmarks/ingest_binanceus.py [--n 50000] [--repeat 5] [--cpu 1]
+
+Pinned to one CPU.  AlphaPulse: ``BinanceUSParser.feed`` (the collector's own code: orjson,
+the ``U``/``u`` chain, a BookUpdate event to a no-op sink, the Cython book), fed the REST
+snapshot body and then the combined-stream depth frames.  cryptofeed 2.4.1:
+``BinanceUS.message_handler`` fed the same frames offline with a no-op callback; its REST
+snapshot call is answered from the same body in memory (no network), so both start from the
+same book and apply the same diffs.  Only ``depthUpdate`` frames are counted and compared
+(cryptofeed 2.4.1 handles ``@aggTrade`` but not ``@trade``).  Medians of ``--repeat`` runs.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = Path(os.environ.get("ALPHAPULSE_FIXTURES", HERE.parents[1] / "shared" / "fixtures"))
+
+from alphapulse.capture import read_frames  # noqa: E402
+from alphapulse.exchanges.binanceus import BinanceUSParser  # noqa: E402
+from alphapulse.symbols import from_native  # noqa: E402
+
+
+def pin(cpu: int) -> str:
+    try:
+        os.sched_setaffinity(0, {cpu})
+        return f"pinned to CPU {cpu}"
+    except (AttributeError, OSError) as exc:
+        return f"not pinned ({exc})"
+
+
+def timed(run, min_time: float = 0.3) -> float:  # noqa: ANN001
+    passes, total = 0, 0.0
+    while total < min_time:
+        total += run()
+        passes += 1
+    return total / passes
+
+
+def generate(n: int, levels: int, seed: int = 11) -> tuple[dict[str, bytes], list[bytes]]:
+    """A 1,000-level REST snapshot and ``n`` chained depth events of ``levels`` levels."""
+    rng = random.Random(seed)
+    mid, uid = 9_651_250, 4_200_000_000
+    snap = {"lastUpdateId": uid,
+            "bids": [[f"{(mid - i - 1) / 100:.2f}", f"{rng.randint(1, 10**8) / 1e8:.8f}"]
+                     for i in range(500)],
+            "asks": [[f"{(mid + i + 1) / 100:.2f}", f"{rng.randint(1, 10**8) / 1e8:.8f}"]
+                     for i in range(500)]}
+    frames = []
+    for k in range(n):
+        b, a = [], []
+        for _ in range(levels):
+            off = rng.randint(1, 60)
+            qty = "0.00000000" if rng.random() < 0.2 else f"{rng.randint(1, 10**8) / 1e8:.8f}"
+            if rng.random() < 0.5:
+                b.append([f"{(mid - off) / 100:.2f}", qty])
+            else:
+                a.append([f"{(mid + off) / 100:.2f}", qty])
+        data = {"e": "depthUpdate", "E": 1764230400000 + k, "s": "BTCUSD", "U": uid + 1,
+                "u": uid + levels, "b": b, "a": a}
+        uid += levels
+        frames.append(orjson.dumps({"stream": "btcusd@depth@100ms", "data": data}))
+    return {"BTCUSD": orjson.dumps(snap)}, frames
+
+
+def from_fixture(paths: list[Path]) -> tuple[dict[str, bytes], list[bytes]]:
+    """Combined depth frames (bare ones wrapped, as a combined stream sends them) and each
+    symbol's REST body; events older than the snapshot are dropped (both libraries would)."""
+    snaps: dict[str, bytes] = {}
+    frames: list[bytes] = []
+    for path in paths:
+        pending: list[tuple[int, bytes]] = []
+        last_id = None
+        for frame in read_frames(path):
+            msg = orjson.loads(frame)
+            data = msg.get("data", msg)
+            if "lastUpdateId" in msg:
+                last_id = msg["lastUpdateId"]
+                snap_body = frame
+                continue
+            if data.get("e") != "depthUpdate":
+                continue
+            wrapped = frame if "stream" in msg else orjson.dumps(
+                {"stream": f"{data['s'].lower()}@depth@100ms", "data": data})
+            pending.append((data["u"], wrapped))
+            symbol = data["s"]
+        assert last_id is not None
+        snaps[symbol] = snap_body
+        frames += [f for u, f in pending if u > last_id]
+    return snaps, frames
+
+
+def bench_alphapulse(snaps: dict[str, bytes], frames: list[bytes], repeat: int) -> float:
+    symbols = [from_native("binanceus", s).symbol for s in snaps]
+
+    def run() -> float:
+        parser = BinanceUSParser(symbols, sink=lambda e: None)
+        feed = parser.feed
+        for native, body in snaps.items():       # the collector does this off the read loop
+            parser.rest_symbol = from_native("binanceus", native).symbol
+            feed(body, 1)
+        parser.rest_symbol = None
+        t0 = time.perf_counter()
+        for f in frames:
+            feed(f, 1)
+        dt = time.perf_counter() - t0
+        assert parser.gaps == 0 and not parser.rejected and parser.updates == len(frames), \
+            parser.stats()
+        return dt
+    run()
+    return statistics.median(len(frames) / timed(run) for _ in range(repeat))
+
+
+def _cryptofeed(snaps: dict[str, bytes]):  # noqa: ANN202
+    from cryptofeed.defines import L2_BOOK
+    from cryptofeed.exchanges import BinanceUS
+    from cryptofeed.symbols import Symbols
+
+    info = {"symbols": [{"symbol": n, "baseAsset": from_native("binanceus", n).base,
+                         "quoteAsset": from_native("binanceus", n).quote,
+                         "filters": [{"tickSize": "0.01"}]} for n in snaps]}
+    Symbols.set(BinanceUS.id, *BinanceUS._parse_symbol_data(info))
+
+    async def noop(*args: object, **kwargs: object) -> None:
+        calls[0] += 1
+
+    calls = [0]
+    feed = BinanceUS(symbols=[from_native("binanceus", n).symbol for n in snaps],
+                     channels=[L2_BOOK], callbacks={L2_BOOK: noop})
+
+    class OfflineHTTP:                      # its REST snapshot, answered from memory
+        async def read(self, url: str, **kwargs: object) -> str:
+            native = url.split("symbol=")[1].split("&")[0]
+            return snaps[native].decode()
+
+    feed.http_conn = OfflineHTTP()
+    return feed, calls
+
+
+def bench_cryptofeed(snaps: dict[str, bytes], frames: list[bytes], repeat: int) -> float:
+    texts = [f.decode() for f in frames]
+    loop = asyncio.new_event_loop()
+
+    async def drive() -> float:
+        feed, calls = _cryptofeed(snaps)
+        handler = feed.message_handler
+        for native in snaps:                    # its snapshot fetch, outside the timing
+            await feed._snapshot(native)
+        t0 = time.perf_counter()
+        for msg in texts:
+            await handler(msg, None, 1.0)
+        dt = time.perf_counter() - t0
+        # every diff reached its book (no silent reset): one callback per snapshot and diff
+        assert calls[0] == len(snaps) + len(texts), (calls[0], len(snaps), len(texts))
+        return dt
+
+    def run() -> float:
+        return loop.run_until_complete(drive())
+    try:
+        run()
+        return statistics.median(len(frames) / timed(run) for _ in range(repeat))
+    finally:
+        loop.close()
+
+
+def bench_orjson(frames: list[bytes], repeat: int) -> float:
+    def run() -> float:
+        loads = orjson.loads
+        t0 = time.perf_counter()
+        for f in frames:
+            loads(f)
+        return time.perf_counter() - t0
+    return statistics.median(len(frames) / timed(run) for _ in range(repeat))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=50_000, help="generated stream: depth events")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--cpu", type=int, default=os.cpu_count() - 1 if os.cpu_count() else 0)
+    args = ap.parse_args()
+    where = pin(args.cpu)
+    import logging
+    logging.disable(logging.WARNING)
+    real = sorted((FIXTURES / "binanceus").glob("*.jsonl"))
+    rows = [
+        ("fixture generated/binanceus-clean (depth events)",
+         from_fixture([FIXTURES / "generated" / "binanceus-clean.jsonl"])),
+        (f"fixtures binanceus/ real, {len(real)} symbols", from_fixture(real)),
+        ("generated depth events, 1 level/msg", generate(args.n, 1)),
+        ("generated depth events, 10 levels/msg", generate(args.n, 10)),
+    ]
+    print(f"Binance.US depth ingest, one core ({where}), median of {args.repeat}; "
+          f"python {sys.version.split()[0]}")
+    print()
+    print("| stream | depth msgs | AlphaPulse msgs/s | cryptofeed 2.4.1 msgs/s | ratio |")
+    print("|---|---:|---:|---:|---:|")
+    for label, (snaps, frames) in rows:
+        mine = bench_alphapulse(snaps, frames, args.repeat)
+        cf = bench_cryptofeed(snaps, frames, args.repeat)
+        print(f"| {label} | {len(frames):,} | {mine:,.0f} | {cf:,.0f} | {mine / cf:.2f}x |")
+    for label, (snaps, frames) in rows[2:]:
+        print(f"| orjson.loads alone, {label.split(', ')[1]} (ceiling reference) | | "
+              f"{bench_orjson(frames, args.repeat):,.0f} | | |")
+
+
+if __name__ == "__main__":
+    main()
