@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/ingest_kraken.py [--n 50000] [--repeat 5] [--cpu 1]
 
-Pinned to one CPU.  For each stream: AlphaPulse's ``KrakenParser.feed`` (the collector's own
+Pinned to one CPU.  Each round runs both sides back to back (interleaved), so load from other
+processes on a shared machine hits both alike; ratios are medians of per-round ratios.  For each stream: AlphaPulse's ``KrakenParser.feed`` (the collector's own
 code: exact number text, OrderBook apply + truncate, CRC32 compare, a BookUpdate event to a
 no-op sink) and, side by side in the same run, cryptofeed 2.4.1's ``Kraken.message_handler``
 fed the same messages offline with ``checksum_validation=True`` and a no-op callback.
@@ -43,7 +44,7 @@ def pin(cpu: int) -> str:
         return f"not pinned ({exc})"
 
 
-def timed(run, min_time: float = 0.3) -> float:  # noqa: ANN001
+def timed(run, min_time: float = 0.2) -> float:  # noqa: ANN001
     """Seconds per pass of ``run`` (repeated until ``min_time`` elapsed)."""
     passes, total = 0, 0.0
     while total < min_time:
@@ -52,7 +53,7 @@ def timed(run, min_time: float = 0.3) -> float:  # noqa: ANN001
     return total / passes
 
 
-def bench_alphapulse(frames: list[bytes], book_msgs: int, repeat: int) -> float:
+def alphapulse_runner(frames: list[bytes], book_msgs: int):  # noqa: ANN201
     def run() -> float:
         parser = KrakenParser(sink=lambda e: None)
         feed = parser.feed
@@ -64,7 +65,7 @@ def bench_alphapulse(frames: list[bytes], book_msgs: int, repeat: int) -> float:
         assert parser.updates + parser.snapshots == book_msgs, parser.stats()
         return dt
     run()                                               # warm caches
-    return statistics.median(book_msgs / timed(run) for _ in range(repeat))
+    return run
 
 
 def _cryptofeed_kraken(depth: int):  # noqa: ANN202
@@ -82,10 +83,9 @@ def _cryptofeed_kraken(depth: int):  # noqa: ANN202
                   checksum_validation=True, max_depth=depth)
 
 
-def bench_cryptofeed(frames: list[bytes], book_msgs: int, depth: int, repeat: int) -> float:
+def cryptofeed_runner(frames: list[bytes], depth: int, loop: asyncio.AbstractEventLoop):  # noqa: ANN201
     texts = [f.decode() for f in frames]              # what its websocket layer hands it
     feed = _cryptofeed_kraken(depth)
-    loop = asyncio.new_event_loop()
 
     async def drive() -> float:
         handler = feed.message_handler
@@ -96,21 +96,32 @@ def bench_cryptofeed(frames: list[bytes], book_msgs: int, depth: int, repeat: in
 
     def run() -> float:
         return loop.run_until_complete(drive())
-    try:
-        run()
-        return statistics.median(book_msgs / timed(run) for _ in range(repeat))
-    finally:
-        loop.close()
+    run()
+    return run
 
 
-def bench_orjson(frames: list[bytes], repeat: int) -> float:
+def orjson_runner(frames: list[bytes]):  # noqa: ANN201
     def run() -> float:
         loads = orjson.loads
         t0 = time.perf_counter()
         for f in frames:
             loads(f)
         return time.perf_counter() - t0
-    return statistics.median(len(frames) / timed(run) for _ in range(repeat))
+    return run
+
+
+def interleaved(a, b, repeat: int) -> tuple[float, float, float]:  # noqa: ANN001
+    """Median seconds per pass of a and b, and the median of the per-round ratios b/a.
+
+    Alternating the two in every round keeps a shared machine's load drift out of the ratio.
+    """
+    ta, tb, ratios = [], [], []
+    for _ in range(repeat):
+        x, y = timed(a), timed(b)
+        ta.append(x)
+        tb.append(y)
+        ratios.append(y / x)
+    return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
 
 
 def load_generated(n: int) -> tuple[list[bytes], list[bytes]]:
@@ -148,22 +159,26 @@ def main() -> None:
         ("fixture kraken/v2-book 2023-07-30, depth 10", real_v2, None, 10),
         ("fixture kraken/v1-book 2023-08-30, depth 10", real_v1, real_v1, 10),
     ]
-    print(f"Kraken book ingest, one core ({where}), median of {args.repeat}; "
+    print(f"Kraken book ingest, one core ({where}), median of {args.repeat} interleaved rounds; "
           f"python {sys.version.split()[0]}")
     print()
-    print("| stream | book msgs | AlphaPulse msgs/s | cryptofeed 2.4.1 msgs/s | ratio |")
-    print("|---|---:|---:|---:|---:|")
+    print("| stream | book msgs | AlphaPulse msgs/s | cryptofeed 2.4.1 msgs/s | AlphaPulse / cryptofeed "
+          "| orjson.loads alone msgs/s | AlphaPulse cost in orjson.loads |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    loop = asyncio.new_event_loop()
     for label, ours, theirs, depth in rows:
         n_book = sum(1 for f in ours if is_book(f))
-        mine = bench_alphapulse(ours, n_book, args.repeat)
+        mine = alphapulse_runner(ours, n_book)
+        t_oj, t_me, cost = interleaved(orjson_runner(ours), mine, args.repeat)
+        oj = f"{len(ours) / t_oj:,.0f}"
         if theirs is not None:
-            cf = bench_cryptofeed(theirs, n_book, depth, args.repeat)
-            print(f"| {label} | {n_book:,} | {mine:,.0f} | {cf:,.0f} | {mine / cf:.2f}x |")
+            t_me2, t_cf, ratio = interleaved(mine, cryptofeed_runner(theirs, depth, loop), args.repeat)
+            print(f"| {label} | {n_book:,} | {n_book / t_me:,.0f} | {n_book / t_cf:,.0f} | "
+                  f"{ratio:.2f}x | {oj} | {cost:.1f}x |")
         else:
-            print(f"| {label} | {n_book:,} | {mine:,.0f} | n/a (v1 only) | — |")
-    oj = bench_orjson(gen_v2, args.repeat)
-    print(f"| orjson.loads alone on the generated v2 frames (ceiling reference) | {len(gen_v2):,} "
-          f"| {oj:,.0f} | | |")
+            print(f"| {label} | {n_book:,} | {n_book / t_me:,.0f} | n/a (v1 only) | — | {oj} | "
+                  f"{cost:.1f}x |")
+    loop.close()
 
 
 if __name__ == "__main__":

@@ -90,6 +90,13 @@ def _exact(value: Any, precision: int) -> bytes:
     return text.encode()
 
 
+def _v1_level(lv: list) -> tuple[str, str, str]:
+    price, size, stamp = lv[0], lv[1], lv[2]
+    if type(price) is not str or type(size) is not str or type(stamp) is not str:
+        raise ProtocolError("wrong_type", "v1 price/volume/time must be strings")
+    return price, size, stamp
+
+
 def _decimals(text: str) -> int:
     _, dot, frac = text.partition(".")
     return len(frac) if dot else 0
@@ -117,6 +124,7 @@ class KrakenParser(FeedParser):
         self.want_depth = depth          # 0: learn it from the ack / channel name / snapshot
         self._syms: dict[str, _Sym] = {}
         self._fast_syms: dict[bytes, _Sym] = {}             # v2 native bytes -> state
+        self._v1_syms: dict[str, _Sym] = {}                 # v1 native -> state
         self._precisions: dict[str, tuple[int, int]] = {}   # v2 native -> from `instrument`
         self._depths: dict[str, int] = {}                   # native -> subscribed depth
         self.protocol: str | None = None
@@ -125,7 +133,7 @@ class KrakenParser(FeedParser):
     # ---- dispatch -------------------------------------------------------------------------
     def feed(self, frame: bytes | str, ts_recv: int | None = None) -> None:
         # The hot shape skips the generic dispatch (one call level less per message).
-        if type(frame) is bytes and frame[:53] == _FAST_PREFIX:
+        if type(frame) is bytes and frame.startswith(_FAST_PREFIX):
             self.messages += 1
             if ts_recv is None:
                 ts_recv = time.time_ns()
@@ -457,52 +465,63 @@ class KrakenParser(FeedParser):
         if len(msg) < 4 or type(msg[-1]) is not str or type(msg[-2]) is not str:
             raise ProtocolError("malformed", "v1 array frame")
         name, native = msg[-2], msg[-1]
-        st = self._sym(native, True, ts_recv)
-        if name.startswith("book"):
-            self.touch("book")
-            if st is not None:
-                self._v1_book(st, name, msg[1:-2], ts_recv)
+        st = self._v1_syms.get(native)
+        if st is None:
+            st = self._sym(native, True, ts_recv)
+            if st is None:
+                return
+            self._v1_syms[native] = st
+        if name[:4] == "book":
+            self.activity["book"] += 1
+            first = msg[1]
+            if type(first) is dict and ("as" in first or "bs" in first):
+                self._v1_snapshot(st, name, first, ts_recv)
+            else:
+                self._v1_update(st, msg, ts_recv)
         elif name == "trade":
             self.touch("trade")
-            if st is not None:
-                self._v1_trades(st, msg[1], ts_recv)
+            self._v1_trades(st, msg[1], ts_recv)
         else:
             self.touch(name)
 
-    def _v1_book(self, st: _Sym, name: str, payloads: list, ts_recv: int) -> None:
-        first = payloads[0]
-        if "as" in first or "bs" in first:
-            asks = [self._v1_level(lv) for lv in first.get("as", ())]
-            bids = [self._v1_level(lv) for lv in first.get("bs", ())]
-            depth = int(name[5:]) if name[5:].isdigit() else max(len(bids), len(asks))
-            book = self._ensure_book(st, depth, [(p, q) for p, q, _ in asks + bids])
-            ts = max((t for _, _, t in asks + bids), default=ts_recv)
-            self.apply_snapshot(book, [(p, q) for p, q, _ in bids],
-                                [(p, q) for p, q, _ in asks], ts, ts_recv)
-            return
+    def _v1_snapshot(self, st: _Sym, name: str, payload: dict, ts_recv: int) -> None:
+        asks = [_v1_level(lv) for lv in payload.get("as", ())]
+        bids = [_v1_level(lv) for lv in payload.get("bs", ())]
+        depth = int(name[5:]) if name[5:].isdigit() else max(len(bids), len(asks))
+        book = self._ensure_book(st, depth, [(p.encode(), q.encode()) for p, q, _ in asks + bids])
+        stamp = max((t for _, _, t in asks + bids), default="")
+        self.apply_snapshot(book, [(p, q) for p, q, _ in bids], [(p, q) for p, q, _ in asks],
+                            _epoch_text_ns(stamp) if stamp else ts_recv, ts_recv)
+
+    def _v1_update(self, st: _Sym, msg: list, ts_recv: int) -> None:
+        """``[chanID, {"a": [...]}, {"b": [...], "c": "crc"}, "book-N", pair]``: levels are
+        ``[price, volume, timestamp(, "r")]`` strings; "c" rides in the last payload."""
         book = st.book
         if book is None or self._states.get(st.inst.symbol) != LIVE:
             return
         changes: list = []
+        append = changes.append
         checksum = None
-        ts_event = 0
-        for payload in payloads:
-            for key, side in (("a", "ask"), ("b", "bid")):
-                for lv in payload.get(key, ()):
-                    p, q, t = self._v1_level(lv)
-                    changes.append((side, p, q))
-                    ts_event = max(ts_event, t)
-            checksum = payload.get("c", checksum)
-        if checksum is None:
-            raise ProtocolError("missing_checksum", "v1 book update without 'c'")
-        self._update(st, book, changes, checksum, ts_event or ts_recv, ts_recv)
-
-    @staticmethod
-    def _v1_level(lv: list) -> tuple[bytes, bytes, int]:
-        price, size, stamp = lv[0], lv[1], lv[2]
-        if type(price) is not str or type(size) is not str:
-            raise ProtocolError("wrong_type", "v1 price/volume must be strings")
-        return price.encode(), size.encode(), _epoch_text_ns(stamp)
+        stamp = ""
+        for payload in msg[1:-2]:
+            for key, value in payload.items():
+                if key == "c":
+                    checksum = value
+                    continue
+                side = "ask" if key == "a" else "bid" if key == "b" else None
+                if side is None:
+                    raise ProtocolError("unknown_field", f"v1 book key {key!r}")
+                for lv in value:
+                    price, size, t = lv[0], lv[1], lv[2]
+                    if type(price) is not str or type(size) is not str or type(t) is not str:
+                        raise ProtocolError("wrong_type", "v1 levels are strings")
+                    append((side, price, size))
+                    if t > stamp:               # same width: text order is time order
+                        stamp = t
+        if type(checksum) is not str or not checksum.isdigit():
+            raise ProtocolError("missing_checksum", "v1 book update without a valid 'c'")
+        self._update(st, book, changes, int(checksum), _epoch_text_ns(stamp) if stamp else ts_recv,
+                     ts_recv)
 
     def _v1_trades(self, st: _Sym, trades: list, ts_recv: int) -> None:
         for t in trades:
