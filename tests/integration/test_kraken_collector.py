@@ -279,3 +279,23 @@ async def test_unreachable_exchange_backs_off_and_counts(loopback_socket: socket
     await c.stop()
     await asyncio.wait_for(task, 5)
     assert set(c.stats["disconnects"]) == {"connect_failed"} and not c.stats["connected"]
+
+
+async def test_a_crashing_sink_does_not_end_the_collector(fixtures_dir: Path,
+                                                          loopback_socket: socket.socket) -> None:
+    calls = {"n": 0}
+
+    def sink(event: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 100:
+            raise RuntimeError("subscriber bug")
+
+    async with serve("kraken", fixtures_dir / "generated" / "kraken-clean.jsonl", max_rate=True,
+                     sock=loopback_socket) as server:
+        c = KrakenCollector(["BTC-USD"], url=server.ws_url, sink=sink, backoff_initial=0.01)
+        task = asyncio.create_task(c.run())
+        while c.stats["checksum_ok"] < 1000:
+            await asyncio.sleep(0.02)
+        await c.stop()
+        await asyncio.wait_for(task, 10)
+    assert c.stats["disconnects"] == {"error": 1} and c.stats["checksum_failed"] == 0

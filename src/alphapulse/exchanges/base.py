@@ -477,6 +477,9 @@ class MarketDataCollector:
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             log.warning("%s: connect to %s failed: %s", self.name, self.url, exc)
             return "connect_failed"
+        except Exception:  # noqa: BLE001 - a bug in a sink or hook must not end the collector
+            log.exception("%s: unexpected error in the read loop; reconnecting", self.name)
+            return "error"
         finally:
             self._ws, self.connected = None, False
 
