@@ -444,6 +444,16 @@ cdef class Writer:
         return ap_load_acquire_i32(&self._hdr.reader_pid)
 
     @property
+    def reader_state(self) -> str:
+        """"waiting" (no reader has attached yet), "attached" (a live reader), or "gone" (the
+        reader closed or died).  A new reader may still attach to a "gone" ring and resume."""
+        self._check_open()
+        pid = ap_load_acquire_i32(&self._hdr.reader_pid)
+        if pid > 0:
+            return "attached" if ap_process_alive(pid, self._hdr.reader_start) else "gone"
+        return "gone" if self._hdr.reader_start else "waiting"
+
+    @property
     def reader_attached(self) -> bool:
         """True while a reader is attached and its process is alive (pid + start time)."""
         self._check_open()

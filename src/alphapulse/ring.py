@@ -38,7 +38,8 @@ from pathlib import Path
 from . import _ring
 from .errors import ProducerGone, RingError, RingFormatError, RingPermissionError
 
-__all__ = ["DEFAULT_DIR", "RingReader", "RingWriter", "attach", "create", "inspect", "resolve"]
+__all__ = ["DEFAULT_DIR", "Fanout", "RingReader", "RingWriter", "attach", "create", "inspect",
+           "resolve"]
 
 DEFAULT_DIR = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 HEADER_BYTES: int = _ring.HEADER_BYTES
@@ -140,6 +141,76 @@ async def _aiter(reader: RingReader, batch: int = 256) -> AsyncIterator[bytes]:
     finally:
         if executor is not None:
             executor.shutdown(wait=False)
+
+
+class Fanout:
+    """One producer, many readers: a ring per reader, each record written to every ring.
+
+    A slow reader only loses its own records (use the drop policy so the producer never
+    waits); ``prune`` closes and unlinks the rings whose reader closed or died, or never came
+    within ``grace`` seconds.  Not thread-safe: one producer thread owns it, like a writer.
+    """
+
+    def __init__(self, capacity: int = 1 << 20, *, policy: str = "drop", mode: int = 0o600,
+                 group: int | str | None = None) -> None:
+        self._options = {"capacity": capacity, "policy": policy, "mode": mode, "group": group}
+        self._rings: dict[str, tuple[RingWriter, float]] = {}
+
+    def add(self, path: str | os.PathLike[str]) -> RingWriter:
+        """Create the ring for one more reader (replacing a stale file at ``path``)."""
+        writer = create(path, **self._options)  # type: ignore[arg-type]
+        self._rings[writer.path] = (writer, time.monotonic())
+        return writer
+
+    def remove(self, path: str | os.PathLike[str]) -> None:
+        """Close and unlink one reader's ring."""
+        entry = self._rings.pop(str(resolve(path)), None)
+        if entry is not None:
+            entry[0].close()
+            entry[0].unlink()
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Write ``data`` to every ring; returns how many rings took it."""
+        taken = 0
+        for writer, _ in self._rings.values():
+            taken += writer.write(data)
+        return taken
+
+    def write_many(self, records: list[bytes]) -> int:
+        """``write_many`` on every ring; returns the smallest number any ring took."""
+        if not self._rings:
+            return len(records)
+        return min(writer.write_many(records) for writer, _ in self._rings.values())
+
+    def prune(self, grace: float = 10.0) -> list[str]:
+        """Close and unlink rings whose reader is gone (or never attached within ``grace``
+        seconds); returns their paths."""
+        now = time.monotonic()
+        gone = [path for path, (writer, born) in self._rings.items()
+                if writer.reader_state == "gone"
+                or (writer.reader_state == "waiting" and now - born > grace)]
+        for path in gone:
+            self.remove(path)
+        return gone
+
+    @property
+    def paths(self) -> list[str]:
+        return list(self._rings)
+
+    def __len__(self) -> int:
+        return len(self._rings)
+
+    def close(self) -> None:
+        """Close every ring (readers drain them, then see ProducerGone); the files stay."""
+        for writer, _ in self._rings.values():
+            writer.close()
+        self._rings.clear()
+
+    def __enter__(self) -> Fanout:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _group_id(group: int | str | None) -> int | None:

@@ -126,17 +126,21 @@ def _paced_writer(path: str, ready, bursts: int, per_burst: int, pause: float) -
 
 
 def _fanout_writer(paths: list[str], ready, count: int) -> None:
-    writers = [ring.create(p, CAP) for p in paths]
+    fan = ring.Fanout(CAP, policy="lossless")
+    writers = [fan.add(p) for p in paths]
     ready.set()
     while not all(w.reader_attached for w in writers):
         time.sleep(0.001)
-    for seq in range(count):
-        rec = _seq_record(seq)
-        for w in writers:
-            while not w.write(rec):
+    seq = 0
+    while seq < count:
+        recs = [_seq_record(s) for s in range(seq, min(seq + 50, count))]
+        for w in writers:                       # lossless here: resubmit what did not fit
+            done = w.write_many(recs)
+            while done < len(recs):
                 os.sched_yield()
-    for w in writers:
-        w.close()
+                done += w.write_many(recs[done:])
+        seq += len(recs)
+    fan.close()
 
 
 def _fanout_reader(path: str, count: int, result) -> None:
@@ -435,3 +439,19 @@ def test_async_cancel_then_close_and_overrun(shm_dir):
             r.close()
 
     asyncio.run(main())
+
+
+def test_fanout_prunes_gone_readers(shm_dir):
+    with ring.Fanout(CAP) as fan:
+        a, b, c = (fan.add(shm_dir / n) for n in "abc")
+        ra = ring.attach(shm_dir / "a")
+        rb = ring.attach(shm_dir / "b")
+        assert [w.reader_state for w in (a, b, c)] == ["attached", "attached", "waiting"]
+        assert fan.write(b"tick") == 3
+        rb.close()
+        assert b.reader_state == "gone"
+        assert fan.prune(grace=60) == [b.path]
+        assert not os.path.exists(b.path) and len(fan) == 2
+        assert fan.prune(grace=0) == [c.path]
+        assert ra.read() == b"tick" and fan.paths == [a.path]
+        ra.close()
