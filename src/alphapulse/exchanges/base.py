@@ -6,10 +6,14 @@ How to implement an exchange (notes for whoever adds one; the long form with a c
 1. Subclass :class:`FeedParser` (no I/O in it).  Set ``exchange = "<name>"`` and implement
    ``parse(frame, ts_recv)``: decode the frame (``orjson.loads`` accepts bytes), then call the
    helpers, never the sink or the book directly:
-   - ``self.touch(channel)`` for staleness deadlines (every data channel, heartbeats too);
-   - ``self.book_for(symbol, native, price_precision, size_precision)`` to get/create a book;
-   - ``self.apply_snapshot(...)`` / ``self.apply_update(...)`` (they count, emit BookSnapshot /
-     BookUpdate, check crossed books and only apply when the symbol is ``live``/``syncing``);
+   - ``self.touch(channel)`` on every frame (a counter the staleness watchdog samples);
+   - ``self.instrument(symbol)`` / ``self.instrument_for_native(native)`` for symbols (default:
+     the tables in ``alphapulse.symbols``; override to keep a new exchange's table local);
+   - ``self.book_for(instrument)`` to get/create the symbol's book (precisions from it);
+   - ``self.apply_snapshot(book, bids, asks, ts_event, ts_recv)`` (goes ``live``) and
+     ``self.apply_update(book, changes, ts_event, ts_recv, verify=None)`` (counts, emits
+     BookUpdate, a crossed book is a gap); skip updates while ``self.state(symbol)`` is not
+     ``"live"`` (waiting for the resync snapshot);
    - ``self.on_trade(...)`` (dedupes by integer trade id, counts a jump as a ``trade_id`` gap);
    - ``self.gap(symbol, reason, ...)`` when data was missed: emits Gap, marks the symbol
      ``resyncing`` and queues a resync that the IO layer (or ``verify``) acts on;
