@@ -40,6 +40,14 @@ static const int64_t ap_pow10[19] = {
     100000000000000LL, 1000000000000000LL, 10000000000000000LL, 100000000000000000LL,
     1000000000000000000LL};
 
+/* INT64_MAX / 10**k: the largest value that can still be scaled by 10**k (no division on
+ * the fast path). */
+static const uint64_t ap_scale_limit[19] = {
+    9223372036854775807ULL, 922337203685477580ULL, 92233720368547758ULL,
+    9223372036854775ULL, 922337203685477ULL, 92233720368547ULL, 9223372036854ULL,
+    922337203685ULL, 92233720368ULL, 9223372036ULL, 922337203ULL, 92233720ULL, 9223372ULL,
+    922337ULL, 92233ULL, 9223ULL, 922ULL, 92ULL, 9ULL};
+
 /* The general parser: signs, exponents, long digit strings, trailing zeros beyond the
  * precision, and every error.  ap_parse_decimal tries a one-pass fast path first. */
 static int ap_parse_decimal_full(const char *s, size_t n, int precision, int64_t *out)
@@ -142,9 +150,8 @@ static inline int ap_parse_decimal(const char *s, size_t n, int precision, int64
     }
     if (frac < 0) frac = 0;
     if (digits == 0 || frac > precision) return ap_parse_decimal_full(s, n, precision, out);
-    int64_t scale = ap_pow10[precision - frac];
-    if (acc > (uint64_t)(INT64_MAX / scale)) return AP_DEC_RANGE;
-    *out = (int64_t)acc * scale;
+    if (acc > ap_scale_limit[precision - frac]) return AP_DEC_RANGE;
+    *out = (int64_t)acc * ap_pow10[precision - frac];
     return AP_DEC_OK;
 }
 
