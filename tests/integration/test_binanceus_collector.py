@@ -251,3 +251,32 @@ async def test_http_client_and_limiter(fixtures_dir: Path, loopback_socket: sock
     assert fresh.delay(10, now=0.0) == 0.0
     fresh._spent = [(0.0, 10), (1.0, 10)]
     assert fresh.delay(10, now=2.0) == pytest.approx(58.0)     # budget 25 per minute
+
+
+async def test_lifetime_reconnect_is_routine(fixtures_dir: Path,
+                                             loopback_socket: socket.socket) -> None:
+    # Binance.US cuts connections at 24 h: the collector leaves first (max_lifetime), then
+    # resubscribes and resnapshots; no trade is repeated and the book ends right.
+    t = truth(fixtures_dir, "binanceus-clean")
+    events: list = []
+    async with serve("binanceus", fixtures_dir / "generated" / "binanceus-clean.jsonl",
+                     speed=80.0, sock=loopback_socket) as server:
+        c = BinanceUSCollector(["BTC-USD"], url=server.ws_url, rest_url=server.rest_url,
+                               sink=events.append, max_lifetime=1.0, backoff_initial=0.05,
+                               snapshot_retry=0.05)
+        task = asyncio.create_task(c.run())
+        try:
+            await server.wait_done(60)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not (
+                    c.state("BTC-USD") == "live" and c.connected and c._wanted == {}):
+                await asyncio.sleep(0.05)
+        finally:
+            await c.stop()
+            await asyncio.wait_for(task, 10)
+    s = c.stats
+    assert s["disconnects"].get("lifetime", 0) >= 1 and set(s["disconnects"]) == {"lifetime"}
+    assert s["snapshots"] >= s["reconnects"] >= 1 and s["rejected"] == {}
+    ids = trade_ids(events)
+    assert ids == sorted(set(ids))
+    assert_truth(c, t)
