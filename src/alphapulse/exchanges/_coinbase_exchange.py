@@ -30,42 +30,52 @@ __all__ = ["ExchangeFeedMixin", "iso_ns"]
 _SECONDS: dict[str, int] = {}
 
 
+_SCALE = tuple(10 ** (9 - n) for n in range(10))     # fraction digits -> ns multiplier
+
+
 def iso_ns(text: Any) -> int:
     """``"2026-08-09T21:05:42.514318Z"`` (0-9 fraction digits, ``Z`` or ``+00:00``) -> int ns.
 
     The whole-second prefix is cached: a feed's timestamps share it for a second at a time,
     so the usual cost is one dict lookup and one ``int()`` of the fraction.
     """
-    if type(text) is not str or len(text) < 20 or text[10] != "T":
-        raise ProtocolError("bad_timestamp", f"not an RFC 3339 UTC time: {text!r:.60}")
-    head = text[:19]
-    base = _SECONDS.get(head)
+    base = _SECONDS.get(text[:19]) if type(text) is str else None
     if base is None:
-        try:
-            y, mo, d = int(head[0:4]), int(head[5:7]), int(head[8:10])
-            h, mi, s = int(head[11:13]), int(head[14:16]), int(head[17:19])
-            if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 61):
-                raise ValueError(head)
-            base = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) * 1_000_000_000
-        except ValueError:
-            raise ProtocolError("bad_timestamp", f"not an RFC 3339 UTC time: {text!r:.60}") \
-                from None
-        if len(_SECONDS) > 4096:        # bounded: a long run sees a new second every second
-            _SECONDS.clear()
-        _SECONDS[head] = base
+        base = _seconds(text)
+    # the common form first: ".<1-9 digits>Z"
+    if text[19:20] == "." and text[-1:] == "Z":
+        frac = text[20:-1]
+        if 0 < len(frac) <= 9 and frac.isdigit() and frac.isascii():
+            return base + int(frac) * _SCALE[len(frac)]
     tail = text[19:]
     if tail == "Z" or tail == "+00:00":
         return base
-    if tail[0] == ".":
-        if tail.endswith("Z"):
-            frac = tail[1:-1]
-        elif tail.endswith("+00:00"):
-            frac = tail[1:-6]
-        else:
-            frac = ""
-        if frac.isdigit() and len(frac) <= 9:
-            return base + int(frac) * 10 ** (9 - len(frac))
+    if tail[:1] == "." and tail.endswith("+00:00"):
+        frac = tail[1:-6]
+        if 0 < len(frac) <= 9 and frac.isdigit() and frac.isascii():
+            return base + int(frac) * _SCALE[len(frac)]
     raise ProtocolError("bad_timestamp", f"not an RFC 3339 UTC time: {text!r:.60}")
+
+
+def _seconds(text: Any) -> int:
+    """The epoch ns of ``text``'s whole second (validated), cached."""
+    if type(text) is not str or len(text) < 20 or text[10] != "T" or not text.isascii():
+        raise ProtocolError("bad_timestamp", f"not an RFC 3339 UTC time: {text!r:.60}")
+    head = text[:19]
+    try:
+        y, mo, d = int(head[0:4]), int(head[5:7]), int(head[8:10])
+        h, mi, s = int(head[11:13]), int(head[14:16]), int(head[17:19])
+        if head[4] + head[7] + head[13] + head[16] != "--::" or not (
+                1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 61):
+            raise ValueError(head)
+        base = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) * 1_000_000_000
+    except ValueError:
+        raise ProtocolError("bad_timestamp", f"not an RFC 3339 UTC time: {text!r:.60}") \
+            from None
+    if len(_SECONDS) > 4096:            # bounded: a long run sees a new second every second
+        _SECONDS.clear()
+    _SECONDS[head] = base
+    return base
 
 
 _TAKER = {"buy": "sell", "sell": "buy"}     # Exchange `match.side` is the MAKER's side
