@@ -27,7 +27,7 @@ if SANITIZE:
 def extension(name: str) -> Extension:
     return Extension(
         f"alphapulse.{name}",
-        [f"src/alphapulse/{name}.pyx"],
+        [f"src/alphapulse/{name.replace('.', '/')}.pyx"],
         include_dirs=["src/alphapulse", numpy.get_include()],
         define_macros=macros,
         extra_compile_args=compile_args,
@@ -37,7 +37,7 @@ def extension(name: str) -> Extension:
 
 setup(
     ext_modules=cythonize(
-        [extension("_ring"), extension("_book")],
+        [extension("_ring"), extension("_book"), extension("exchanges._kraken_scan")],
         compiler_directives={
             "language_level": 3,
             "embedsignature": True,

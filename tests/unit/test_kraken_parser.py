@@ -12,7 +12,21 @@ import pytest
 from alphapulse.capture import read_frames
 from alphapulse.events import BookSnapshot, BookUpdate, Gap, Rejected, Trade
 from alphapulse.exchanges import get_parser
+import alphapulse.exchanges.kraken as kraken_module
 from alphapulse.exchanges.kraken import KrakenParser, rfc3339_ns
+
+SCANNER = kraken_module._scan
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the compiled scanner and with the pure-Python fast path."""
+    if request.param == "compiled":
+        if SCANNER is None:
+            pytest.skip("alphapulse.exchanges._kraken_scan is not built")
+    else:
+        monkeypatch.setattr(kraken_module, "_scan", None)
+    return request.param
 
 
 def run(frames: list[bytes], parser: KrakenParser | None = None) -> tuple[KrakenParser, list]:
@@ -171,7 +185,7 @@ def test_other_layouts_take_the_general_path() -> None:
     (b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[{"price":NaN,"qty":1}],'
      b'"asks":[],"checksum":1}]}', "bad_json"),
     (b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[{"price":NaN,"qty":1}],'
-     b'"asks":[],"checksum":1,"timestamp":"2026-11-27T10:00:00.5Z"}]}', "bad_price"),  # fast path
+     b'"asks":[],"checksum":1,"timestamp":"2026-11-27T10:00:00.5Z"}]}', "nan"),
     (b'{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD","bids":[{"price":NaN,"qty":1}],'
      b'"asks":[],"checksum":1}]}', "bad_json"),
     (b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[{"price":"1.0","qty":"1"}],'
@@ -188,7 +202,9 @@ def test_other_layouts_take_the_general_path() -> None:
      b",".join([b'{"price":1.0,"qty":1.0}'] * 6000) + b'],"asks":[],"checksum":0}]}', "too_many_levels"),
 ])
 def test_hostile_frames_are_rejected_and_counted(frame: bytes, reason: str,
-                                                 fixtures_dir: Path) -> None:
+                                                 fixtures_dir: Path, fast_path: str) -> None:
+    if reason == "nan":   # the scanner refuses non-JSON numbers; the Python path leaves it to the book
+        reason = "bad_json" if fast_path == "compiled" else "bad_price"
     frames = read_frames(fixtures_dir / "generated" / "kraken-clean.jsonl")
     events: list = []
     parser = KrakenParser(["BTC-USD"], sink=events.append)
@@ -245,6 +261,9 @@ def test_crossed_book_is_a_gap() -> None:
                                   "2026-11-27T10:00:00.5Z", "2024-02-29T23:59:59.999999999Z",
                                   "2025-06-01T12:00:00.123+00:00"])
 def test_rfc3339(text: str) -> None:
+    if SCANNER is not None and "+" not in text:
+        from alphapulse.exchanges._kraken_scan import rfc3339_ns as compiled
+        assert compiled(text.encode()) == rfc3339_ns(text)
     dt = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
     frac = text.split(".")[1].rstrip("Z").split("+")[0] if "." in text else ""
     expected = int(dt.replace(microsecond=0).timestamp()) * 10**9 + int(frac.ljust(9, "0")[:9] or 0)
@@ -257,3 +276,37 @@ def test_connection_lost_marks_live_books_and_counts_a_gap(fixtures_dir: Path) -
     assert parser.state("BTC-USD") == "resyncing"
     assert [(e.reason, e.symbol) for e in events if isinstance(e, Gap)] == [("reconnect", "BTC-USD")]
     assert parser.take_resyncs() == {}                  # reconnecting resubscribes anyway
+
+
+def test_scanner_and_python_paths_agree_on_every_v2_frame(fixtures_dir: Path) -> None:
+    if SCANNER is None:
+        pytest.skip("alphapulse.exchanges._kraken_scan is not built")
+    frames = []
+    for rel in ("generated/kraken-clean.jsonl", "generated/arb-kraken.jsonl",
+                "kraken/v2-book-btcusd-depth10-2023-07-30.jsonl"):
+        frames += read_frames(fixtures_dir / rel)
+    scanned = [f for f in frames if SCANNER(f) is not None]
+    assert len(scanned) > 10_000
+    for f in scanned:
+        symbol, changes, checksum, ts = SCANNER(f)
+        obj = json.loads(f)["data"][0]
+        assert symbol.decode() == obj["symbol"] and checksum == obj["checksum"]
+        assert ts == rfc3339_ns(obj["timestamp"])
+        assert [(s, float(p), float(q)) for s, p, q in changes] == [
+            ("bid", lv["price"], lv["qty"]) for lv in obj["bids"]] + [
+            ("ask", lv["price"], lv["qty"]) for lv in obj["asks"]]
+
+
+@pytest.mark.parametrize("mutation", [
+    lambda f: f.replace(b'"price":', b'"price": '), lambda f: f + b" ",
+    lambda f: f.replace(b'"qty":', b'"qty":"', 1), lambda f: f.replace(b"}]}", b"}],}"),
+    lambda f: f.replace(b'"checksum":', b'"checksum":-'), lambda f: f[:-1],
+    lambda f: f.replace(b'Z"', b'+00:00"'), lambda f: f.replace(b'"price":9', b'"price":09', 1),
+])
+def test_scanner_refuses_anything_but_the_canonical_shape(fixtures_dir: Path, mutation) -> None:  # noqa: ANN001
+    if SCANNER is None:
+        pytest.skip("alphapulse.exchanges._kraken_scan is not built")
+    frame = next(f for f in read_frames(fixtures_dir / "generated" / "kraken-clean.jsonl")
+                 if f.startswith(b'{"channel":"book","type":"update"') and b'"price":9' in f)
+    assert SCANNER(frame) is not None
+    assert SCANNER(mutation(frame)) is None

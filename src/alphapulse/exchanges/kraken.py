@@ -29,6 +29,11 @@ from ..errors import ProtocolError
 from ..symbols import Instrument, from_native, instrument
 from .base import _FRAME_ERRORS, LIVE, FeedParser, MarketDataCollector, make_book_update
 
+try:  # the compiled scanner for the hottest frame shape; without it, the bytes.find path
+    from ._kraken_scan import scan_book_update as _scan
+except ImportError:  # pragma: no cover - a source tree without built extensions
+    _scan = None
+
 __all__ = ["KrakenCollector", "KrakenParser"]
 
 _LEVEL = re.compile(rb'"price":(-?\d+(?:\.\d+)?),"qty":(-?\d+(?:\.\d+)?)[,}]')
@@ -138,7 +143,8 @@ class KrakenParser(FeedParser):
             if ts_recv is None:
                 ts_recv = time.time_ns()
             try:
-                if self._fast_update(frame, ts_recv):
+                if (self._scanned_update if _scan is not None else self._fast_update)(
+                        frame, ts_recv):
                     return
             except _FRAME_ERRORS as exc:
                 self.frame_error(exc, ts_recv)
@@ -332,6 +338,33 @@ class KrakenParser(FeedParser):
         changes = [("bid", p, q) for p, q in bids]
         changes += [("ask", p, q) for p, q in asks]
         self._update(st, book, changes, checksum, ts_event, ts_recv)
+
+    def _scanned_update(self, frame: bytes, ts_recv: int) -> bool:
+        """The canonical v2 book update through the compiled scanner (exact number texts,
+        checksum, timestamp in ns).  False: not that shape, use the general path."""
+        scanned = _scan(frame)
+        if scanned is None:
+            return False
+        native, changes, checksum, ts_event = scanned
+        st = self._fast_syms.get(native)
+        if st is None:
+            return False
+        self.activity["book"] += 1
+        symbol = st.inst.symbol
+        if self._states.get(symbol) != LIVE:
+            return True
+        book = st.book
+        delta = book.apply(changes)         # BookError (bad/negative number): book unchanged
+        if book.checksum() == checksum:
+            self.checksum_ok += 1
+        elif not self._check(st, book, checksum, ts_recv):
+            return True
+        self.updates += 1
+        self.sink(make_book_update("kraken", symbol, st.inst.native, delta, ts_event, ts_recv))
+        if book.crossed:
+            self.gap(symbol, "crossed", f"bid {book.best_bid()} >= ask {book.best_ask()}", -1,
+                     ts_recv)
+        return True
 
     def _fast_update(self, frame: bytes, ts_recv: int) -> bool:
         """A canonical v2 book update without decoding JSON.  False: use the general path.
