@@ -46,13 +46,14 @@ async def collect(path: Path | list[Path], sock: socket.socket, *, faults: Fault
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
                 seen = collector.stats["messages"]
-                if seen >= server.messages_sent and not collector.parser.pending_resync and \
-                        all(collector.state(s) == "live" for s in collector.books):
+                live = bool(collector.books) and not collector.parser.pending_resync and \
+                    all(collector.state(s) == "live" for s in collector.books)
+                if seen >= server.messages_sent and live:
                     break
                 if seen != last:
                     last, since = seen, time.monotonic()
-                elif time.monotonic() - since > settle:
-                    break
+                elif time.monotonic() - since > settle and live:
+                    break                       # frames lost in a dropped connection
         finally:
             await collector.stop()
             await asyncio.wait_for(task, 10)
