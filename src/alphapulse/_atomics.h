@@ -72,6 +72,26 @@ static inline uint64_t ap_load_seqcst_u64(const volatile uint64_t *p) {
     return __atomic_load_n(p, __ATOMIC_SEQ_CST);
 }
 
+/* Publish a new head and report whether the reader asked to be woken.
+ *
+ * The default is a plain release store (a MOV on x86) followed by a load of the flag: no fence,
+ * so the writer never stalls draining its store buffer while the reader holds the data lines.
+ * The price is the classic store->load reordering window: the writer may read "not sleeping"
+ * just as the reader, having seen the old head, goes to sleep.  The kernel re-reads the futex
+ * word when the reader enters FUTEX_WAIT, by which time the store has drained in practice; and
+ * the reader's first sleep slice is short (AP_FIRST_SLICE_NS), which bounds the cost of a lost
+ * wake-up even in theory.  Build with -DAP_PUBLISH_SEQCST for the fenced (XCHG) variant. */
+static inline int ap_publish_head(volatile uint64_t *head, uint64_t v, const volatile uint32_t *sleeping) {
+#if defined(AP_PUBLISH_SEQCST)
+    __atomic_store_n(head, v, __ATOMIC_SEQ_CST);
+    return __atomic_load_n(sleeping, __ATOMIC_SEQ_CST) != 0;
+#else
+    __atomic_store_n(head, v, __ATOMIC_RELEASE);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);      /* keep the load after the store in the code */
+    return __atomic_load_n(sleeping, __ATOMIC_RELAXED) != 0;
+#endif
+}
+
 static inline void ap_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();

@@ -32,6 +32,7 @@ cdef extern from "_atomics.h" nogil:
     void ap_store_seqcst_u32(uint32_t *p, uint32_t v)
     uint32_t ap_load_seqcst_u32(const uint32_t *p)
     uint64_t ap_load_seqcst_u64(const uint64_t *p)
+    int ap_publish_head(uint64_t *head, uint64_t v, const uint32_t *sleeping)
     void ap_cpu_relax()
     uint32_t *ap_futex_word(uint64_t *head)
     int ap_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns)

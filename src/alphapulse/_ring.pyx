@@ -45,6 +45,7 @@ DEFAULT_SPIN_NS = 50_000
 
 cdef uint64_t C_MAGIC = 0x3130474E49525041ULL
 cdef int64_t SLICE_NS = 50_000_000          # futex sleep slice: bounds writer-death detection
+cdef int64_t FIRST_SLICE_NS = 2_000_000     # first slice of each wait: bounds a lost wake-up
 cdef int64_t LIVENESS_NS = 100_000_000      # at most one /proc probe per 100 ms on empty reads
 
 

@@ -223,7 +223,7 @@ cdef class Reader:
         """1 when ``read`` would not return None, 0 on timeout / close (see ``wait``)."""
         cdef int64_t now, deadline, spin_until, slice_ns
         cdef uint64_t head
-        cdef bint ready = False
+        cdef bint ready = False, first = True
         if self._head_cache != self._tail or self._writer_dead or self._writer_closed or self._ready():
             return 1
         now = ap_monotonic_ns()
@@ -250,15 +250,21 @@ cdef class Reader:
                     return 0
                 if not forever and now >= deadline:
                     return self._ready()
-                slice_ns = SLICE_NS if forever or deadline - now > SLICE_NS else deadline - now
+                # The flag goes up once and stays up across slices (cleared in `finally`), so
+                # the only moment a publish can miss it is this first transition, and the first
+                # slice is short: that bounds the cost of the wake-up the writer's unfenced
+                # publish can (in theory) miss just as we fall asleep (see ap_publish_head).
+                slice_ns = FIRST_SLICE_NS if first else SLICE_NS
+                if not forever and deadline - now < slice_ns:
+                    slice_ns = deadline - now
                 with nogil:
-                    # Dekker with the writer's _publish: flag first, then look at head once more.
-                    ap_store_seqcst_u32(&self._hdr.sleeping, 1)
+                    if first:
+                        ap_store_seqcst_u32(&self._hdr.sleeping, 1)     # a full barrier
                     head = ap_load_seqcst_u64(&self._hdr.head)
                     if head == self._tail and ap_load_acquire_u32(&self._hdr.state) != STATE_CLOSED:
                         ap_futex_wait(ap_futex_word(&self._hdr.head), <uint32_t>head, slice_ns)
-                    ap_store_release_u32(&self._hdr.sleeping, 0)
                     ready = self._ready()
+                first = False
                 if ready:
                     return 1
                 PyErr_CheckSignals()
@@ -266,6 +272,8 @@ cdef class Reader:
                     self._next_check = 0        # let the next read() confirm and raise
                     return 1
         finally:
+            if not first:
+                ap_store_release_u32(&self._hdr.sleeping, 0)
             self._busy -= 1
 
     def wait(self, timeout=None, spin_ns=None) -> bool:

@@ -46,9 +46,8 @@ cdef class Writer:
         return 0
 
     cdef void _publish(self) noexcept nogil:
-        # seq_cst store, then load the flag: see the Dekker note in _atomics.h.
-        ap_store_seqcst_u64(&self._hdr.head, self._head)
-        if ap_load_seqcst_u32(&self._hdr.sleeping):
+        # No syscall unless the reader sleeps; no fence either (see ap_publish_head).
+        if ap_publish_head(&self._hdr.head, self._head, &self._hdr.sleeping):
             ap_futex_wake(ap_futex_word(&self._hdr.head))
 
     cdef int _put(self, const unsigned char *src, Py_ssize_t n) except -1:
