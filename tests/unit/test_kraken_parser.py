@@ -15,7 +15,7 @@ from alphapulse.exchanges import get_parser
 import alphapulse.exchanges.kraken as kraken_module
 from alphapulse.exchanges.kraken import KrakenParser, rfc3339_ns
 
-SCANNER = kraken_module._scan
+SCANNER, SCANNER_V1 = kraken_module._scan, kraken_module._scan_v1
 
 
 @pytest.fixture(autouse=True, params=["compiled", "python"])
@@ -26,6 +26,7 @@ def fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
             pytest.skip("alphapulse.exchanges._kraken_scan is not built")
     else:
         monkeypatch.setattr(kraken_module, "_scan", None)
+        monkeypatch.setattr(kraken_module, "_scan_v1", None)
     return request.param
 
 
@@ -310,3 +311,33 @@ def test_scanner_refuses_anything_but_the_canonical_shape(fixtures_dir: Path, mu
                  if f.startswith(b'{"channel":"book","type":"update"') and b'"price":9' in f)
     assert SCANNER(frame) is not None
     assert SCANNER(mutation(frame)) is None
+
+
+def test_v1_scanner_agrees_with_the_decoded_frames(fixtures_dir: Path) -> None:
+    if SCANNER is None:
+        pytest.skip("alphapulse.exchanges._kraken_scan is not built")
+    scan_v1 = SCANNER_V1
+    frames = read_frames(fixtures_dir / "kraken" / "v1-book-xbtusd-depth10-2023-08-30.jsonl")
+    n = 0
+    for f in frames:
+        got = scan_v1(f)
+        msg = json.loads(f)
+        if not (isinstance(msg, list) and "c" in msg[-3]):
+            assert got is None
+            continue
+        n += 1
+        pair, name, changes, crc, ts = got
+        assert (pair, name, crc) == (msg[-1], msg[-2], int(msg[-3]["c"]))
+        want = [("ask" if k == "a" else "bid", lv[0].encode(), lv[1].encode())
+                for payload in msg[1:-2] for k, levels in payload.items() if k in "ab"
+                for lv in levels]
+        assert changes == want
+        stamps = [lv[2] for payload in msg[1:-2] for k, v in payload.items() if k in "ab" for lv in v]
+        assert ts == max(kraken_module._epoch_text_ns(t) for t in stamps)
+    assert n == 979
+    bad = b'[336,{"b":[["27119.9","13.5","1693415330.6"]],"c":"35"},"book-10","XBT/USD"]'
+    assert scan_v1(bad) is not None
+    for mutated in (bad.replace(b'"13.5"', b'13.5'), bad.replace(b'"c":"35"', b'"c":35'),
+                    bad + b" ", bad.replace(b'"27119.9"', b'"27119.9x"'),
+                    bad.replace(b'"b":', b'"x":'), bad.replace(b',"c":"35"', b"")):
+        assert scan_v1(mutated) is None

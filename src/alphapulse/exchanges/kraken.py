@@ -31,8 +31,9 @@ from .base import _FRAME_ERRORS, LIVE, FeedParser, MarketDataCollector, make_boo
 
 try:  # the compiled scanner for the hottest frame shape; without it, the bytes.find path
     from ._kraken_scan import scan_book_update as _scan
+    from ._kraken_scan import scan_v1_book_update as _scan_v1
 except ImportError:  # pragma: no cover - a source tree without built extensions
-    _scan = None
+    _scan = _scan_v1 = None
 
 __all__ = ["KrakenCollector", "KrakenParser"]
 
@@ -150,6 +151,21 @@ class KrakenParser(FeedParser):
                 self.frame_error(exc, ts_recv)
                 return
             self.messages -= 1
+        elif type(frame) is bytes and frame[:1] == b"[" and _scan_v1 is not None:
+            scanned = _scan_v1(frame)
+            if scanned is not None:
+                st = self._v1_syms.get(scanned[0])
+                if st is not None and st.book is not None:
+                    self.messages += 1
+                    if ts_recv is None:
+                        ts_recv = time.time_ns()
+                    self.protocol = "v1"
+                    self.activity["book"] += 1
+                    try:
+                        self._apply_scanned(st, scanned[2], scanned[3], scanned[4], ts_recv)
+                    except _FRAME_ERRORS as exc:
+                        self.frame_error(exc, ts_recv)
+                    return
         FeedParser.feed(self, frame, ts_recv)
 
     def parse(self, frame: bytes | str, ts_recv: int) -> None:
@@ -350,21 +366,26 @@ class KrakenParser(FeedParser):
         if st is None:
             return False
         self.activity["book"] += 1
+        self._apply_scanned(st, changes, checksum, ts_event, ts_recv)
+        return True
+
+    def _apply_scanned(self, st: _Sym, changes: list, checksum: int, ts_event: int,
+                       ts_recv: int) -> None:
+        """Apply one scanned update (v1 or v2), verify its CRC, emit BookUpdate."""
         symbol = st.inst.symbol
         if self._states.get(symbol) != LIVE:
-            return True
+            return                          # not synced yet, or waiting for the resync snapshot
         book = st.book
         delta = book.apply(changes)         # BookError (bad/negative number): book unchanged
         if book.checksum() == checksum:
             self.checksum_ok += 1
         elif not self._check(st, book, checksum, ts_recv):
-            return True
+            return
         self.updates += 1
         self.sink(make_book_update("kraken", symbol, st.inst.native, delta, ts_event, ts_recv))
         if book.crossed:
             self.gap(symbol, "crossed", f"bid {book.best_bid()} >= ask {book.best_ask()}", -1,
                      ts_recv)
-        return True
 
     def _fast_update(self, frame: bytes, ts_recv: int) -> bool:
         """A canonical v2 book update without decoding JSON.  False: use the general path.
