@@ -199,6 +199,19 @@ def test_gap_makes_mirror_stale_until_fresh_snapshot(shm_dir, publisher):
         event = feed.next(timeout=5)   # the publisher's book stayed live: snapshot at once
         assert isinstance(event, BookSnapshot)
         assert feed.synced("kraken", "BTC-USD")
+        assert feed.stats["checksum_ok"] >= 1   # every fresh snapshot comes with its CRC
+    # A gap for a whole exchange (symbol ""): every book of it.
+    with feedmod.attach("t1", ["book:*:*"], directory=shm_dir) as feed:
+        while not all(feed.synced(*key) for key in ALL):
+            feed.next(timeout=5)
+        publisher.call("gap", "kraken", "")
+        event = feed.next(timeout=5)
+        assert type(event).__name__ == "Gap" and event.symbol == ""
+        assert [feed.synced(*key) for key in ALL] == [False, False, True]
+        deadline = time.monotonic() + 10
+        while not all(feed.synced(*key) for key in ALL):
+            assert time.monotonic() < deadline
+            feed.next(timeout=1)
 
 
 def test_layout_permissions_and_name_in_use(shm_dir, publisher):

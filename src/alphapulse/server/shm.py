@@ -147,7 +147,19 @@ class ShmPublisher:
             pid, start = int(info["pid"]), int(info["start"])
         except (OSError, ValueError, KeyError, TypeError):
             pid, start = 0, 0
-        if pid and pid != os.getpid() and process_alive(pid, start):
+        live = bool(pid) and pid != os.getpid() and process_alive(pid, start)
+        if not live and pid != os.getpid() and (d / CONTROL_SOCKET).exists():
+            # No (readable) server.json, e.g. a server between bind and writing it: ask the socket.
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            try:
+                probe.settimeout(0.5)
+                probe.connect(str(d / CONTROL_SOCKET))
+                live = True
+            except OSError:
+                pass
+            finally:
+                probe.close()
+        if live:
             raise FeedNameInUse(errno.EEXIST, f"feed name {self.name!r} is in use by the live "
                                 f"server pid {pid}; choose another --name", str(d))
         # A killed server's leftovers (or an unclosed publisher of this very process): only the
