@@ -299,3 +299,22 @@ async def test_a_crashing_sink_does_not_end_the_collector(fixtures_dir: Path,
         await c.stop()
         await asyncio.wait_for(task, 10)
     assert c.stats["disconnects"] == {"error": 1} and c.stats["checksum_failed"] == 0
+
+
+@pytest.mark.parametrize("fault", ["drop", "silent"])
+async def test_v1_feed_survives_faults_with_a_fresh_v1_snapshot(
+        fixtures_dir: Path, loopback_socket: socket.socket, fault: str) -> None:
+    path = fixtures_dir / "kraken" / "v1-book-xbtusd-depth10-2023-08-30.jsonl"
+    faults = Faults(drop_connection_at={600}) if fault == "drop" else Faults(silent_at=600)
+    c, events, _ = await collect(path, loopback_socket, faults=faults, stale_after={"*": 0.5})
+    s = c.stats
+    assert s["reconnects"] == 1 and s["checksum_failed"] == 0
+    assert s["disconnects"] == ({"dropped": 1} if fault == "drop" else {"stale": 1})
+    assert s["snapshots"] == 2 and c.protocol == "v1"
+    snap = [e for e in events if isinstance(e, BookSnapshot)][1]
+    assert snap.native_symbol == "XBT/USD" and len(snap.delta) == 20
+    offline = KrakenParser()
+    for frame in read_frames(path):
+        offline.feed(frame, 1)
+    assert c.books["BTC-USD"].bids() == offline.books["BTC-USD"].bids()
+    assert c.books["BTC-USD"].asks() == offline.books["BTC-USD"].asks()
