@@ -185,10 +185,11 @@ def test_random_stream_arrives_byte_exact_in_order(shm_dir, spawn):
         r = ring.attach(path, timeout=30)
         blob, offsets, lengths = _stream_plan(seed, STREAM_RECORDS, r.max_record)
         buf = bytearray(r.max_record)
+        lens = np.zeros(64, dtype=np.int64)
         i = 0
         mode = 0
         while True:
-            mode = (mode + 1) % 4
+            mode = (mode + 1) % 5
             try:
                 if mode == 0:
                     got = r.read_many(97)
@@ -205,9 +206,13 @@ def test_random_stream_arrives_byte_exact_in_order(shm_dir, spawn):
                     got = [bytes(view)]
                     view.release()
                     r.advance()
-                else:
+                elif mode == 3:
                     n = r.read_into(buf)
                     got = [bytes(buf[:n])] if n else []
+                else:
+                    k = r.read_many_into(buf, lens)
+                    ends = np.cumsum(lens[:k])
+                    got = [bytes(buf[e - n: e]) for e, n in zip(ends, lens[:k])]
             except ProducerGone:
                 break
             for rec in got:

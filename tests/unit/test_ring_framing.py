@@ -181,6 +181,22 @@ def test_read_view_and_advance(pair):
     assert r.read() == b"x" * 40
 
 
+def test_read_many_into_packs_records(pair):
+    np = pytest.importorskip("numpy")
+    w, r = pair()
+    recs = [bytes([65 + i]) * (i + 1) for i in range(6)]
+    assert w.write_many(recs) == 6
+    buf, lengths = bytearray(10), np.zeros(4, dtype=np.int64)
+    assert r.read_many_into(buf, lengths) == 4          # 1+2+3+4 bytes fill the buffer
+    assert bytes(buf) == b"".join(recs[:4]) and list(lengths) == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="does not fit"):
+        r.read_many_into(bytearray(3), lengths)          # 5-byte record, nothing copied
+    assert r.read_many_into(bytearray(64), lengths) == 2 and list(lengths[:2]) == [5, 6]
+    assert r.read_many_into(buf, lengths) == 0
+    with pytest.raises(ValueError):
+        r.read_many_into(buf, np.zeros(4, dtype=np.int32))
+
+
 def test_closed_handles_raise(pair):
     w, r = pair()
     w.close()
