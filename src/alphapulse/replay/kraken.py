@@ -14,7 +14,7 @@ import copy
 import json
 import re
 import zlib
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +30,7 @@ _CONTROL_EVENTS = ("systemStatus", "subscriptionStatus", "pong", "heartbeat")
 
 
 def _now() -> str:
-    return datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _crc_part(text: str) -> str:
