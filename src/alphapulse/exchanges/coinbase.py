@@ -69,7 +69,6 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
         self._subscribed = {inst.native: inst for inst in
                             (instrument(self.exchange, s) for s in self.symbols or ())}
 
-
     # ---- FeedParser hooks -----------------------------------------------------------------
     def reset_connection(self) -> None:
         self._expected = None                      # a new connection counts from 0 again
@@ -313,7 +312,6 @@ class CoinbaseCollector(MarketDataCollector):
             raise ValueError(f"feed must be 'advanced_trade' or 'exchange', not {feed!r}")
         if feed == "exchange" and url is None and not os.environ.get(self.url_env):
             url = EXCHANGE_URL
-        self._feed_option = feed
         self.level2_channel = level2_channel
         super().__init__(symbols, url=url, **kwargs)
         self.feed = feed or ("exchange" if "ws-feed" in self.url else "advanced_trade")
@@ -324,11 +322,12 @@ class CoinbaseCollector(MarketDataCollector):
 
     def subscribe_messages(self) -> list[str | bytes]:
         products = self._natives
+        # str, so they go out as text frames (bytes would be sent as binary frames)
         if self.feed == "exchange":
-            return [orjson.dumps({"type": "subscribe", "product_ids": products,
-                                  "channels": [self.level2_channel, "matches", "heartbeat"]})]
-        return [orjson.dumps({"type": "subscribe", "product_ids": products, "channel": ch})
-                for ch in ("level2", "market_trades", "heartbeats")]
+            return [orjson.dumps({"type": "subscribe", "product_ids": products, "channels": [
+                self.level2_channel, "matches", "heartbeat"]}).decode()]
+        return [orjson.dumps({"type": "subscribe", "product_ids": products, "channel": ch}
+                             ).decode() for ch in ("level2", "market_trades", "heartbeats")]
 
     async def resync(self, ws: ClientConnection, symbols: dict[str, str]) -> None:
         """Rebuild books on the same connection: unsubscribe and subscribe level2 again,
