@@ -24,6 +24,7 @@ import argparse
 import gc
 import os
 import statistics
+import subprocess
 import sys
 import time
 from decimal import Decimal
@@ -116,14 +117,16 @@ def preconvert(changes: list) -> list:
 
 # --- timing -------------------------------------------------------------------------------
 
-def median_time(fn, repeat: int) -> float:
+def median_time(fn, repeat: int, setup=None) -> float:
+    """Median CPU time of fn(setup()) (or fn()), setup excluded."""
     times = []
     for _ in range(repeat):
+        state = setup() if setup is not None else None
         gc.collect()
         gc.disable()
         try:
             t0 = time.thread_time()
-            fn()
+            fn(state) if setup is not None else fn()
             times.append(time.thread_time() - t0)
         finally:
             gc.enable()
@@ -138,30 +141,21 @@ def per_call_ns(fn, calls: int, repeat: int) -> float:
 
 
 def write_rates(st: book_streams.Stream, repeat: int) -> dict[str, float]:
+    """Level updates per second; the book is built from the snapshot outside the timer."""
     changes = st.changes
     pre = preconvert(changes)
     n = len(changes)
     runs = {
-        "ours update() (text)": lambda: ours_single(ours_build(st), changes),
-        "ours apply() per message (text)": lambda: ours_batch(ours_build(st), st.messages),
-        "order-book float (pre-converted)": lambda: ob_single_float(ob_build(st, float), pre),
-        "order-book Decimal(text)": lambda: ob_single_decimal(ob_build(st, Decimal), changes),
-        "SortedDict float (pre-converted)": lambda: sd_single(sd_build(st), pre),
+        "ours update() (text)": (lambda b: ours_single(b, changes), lambda: ours_build(st)),
+        "ours apply() per message (text)": (lambda b: ours_batch(b, st.messages),
+                                            lambda: ours_build(st)),
+        "order-book float (pre-converted)": (lambda b: ob_single_float(b, pre),
+                                             lambda: ob_build(st, float)),
+        "order-book Decimal(text)": (lambda b: ob_single_decimal(b, changes),
+                                     lambda: ob_build(st, Decimal)),
+        "SortedDict float (pre-converted)": (lambda b: sd_single(b, pre), lambda: sd_build(st)),
     }
-    builds = {
-        "ours update() (text)": lambda: ours_build(st),
-        "ours apply() per message (text)": lambda: ours_build(st),
-        "order-book float (pre-converted)": lambda: ob_build(st, float),
-        "order-book Decimal(text)": lambda: ob_build(st, Decimal),
-        "SortedDict float (pre-converted)": lambda: sd_build(st),
-    }
-    rates = {}
-    for name, run in runs.items():
-        # subtract the snapshot build so only the updates are timed
-        total = median_time(run, repeat)
-        build = median_time(builds[name], repeat)
-        rates[name] = n / max(total - build, 1e-9)
-    return rates
+    return {name: n / median_time(run, repeat, setup) for name, (run, setup) in runs.items()}
 
 
 def read_costs(st: book_streams.Stream, repeat: int, n_after: int = 20000) -> dict:
@@ -199,45 +193,40 @@ def read_costs(st: book_streams.Stream, repeat: int, n_after: int = 20000) -> di
         per_call_ns(lambda: (sd_bids.peekitem(0), sd_asks.peekitem(0)), calls, repeat),
         per_call_ns(sd_top10, calls, repeat), None)
 
-    # Right after each insert/delete: (update + read) - update, over the same updates.
-    def after(update_only, update_read) -> float:
-        base = median_time(update_only, repeat)
-        both = median_time(update_read, repeat)
+    # Right after each insert/delete: (update + read) - update, over the same updates, on a
+    # fresh book each run (built outside the timer).
+    def after(build, update_only, update_read) -> float:
+        base = median_time(update_only, repeat, build)
+        both = median_time(update_read, repeat, build)
         return max(both - base, 0.0) / len(changes) * 1e9
 
-    def ours_u() -> None:
-        b = ours_build(st)
+    def ours_u(b: OrderBook) -> None:
+        update = b.update
         for s, p, z in changes:
-            b.update(s, p, z)
+            update(s, p, z)
 
-    def ours_ur(read) -> callable:
-        def run() -> None:
-            b = ours_build(st)
+    def ours_ur(read):
+        def run(b: OrderBook) -> None:
+            update = b.update
             for s, p, z in changes:
-                b.update(s, p, z)
+                update(s, p, z)
                 read(b)
         return run
 
-    def ob_u() -> None:
-        ob_single_float(ob_build(st, float), pre)
-
-    def ob_ur() -> None:
-        o = ob_build(st, float)
+    def ob_ur(o: order_book.OrderBook) -> None:
         bids, asks = o.bids, o.asks
+        bi, ai = bids.index, asks.index
         for is_bid, price, size in pre:
             side = bids if is_bid else asks
             if size:
                 side[price] = size
             elif price in side:
                 del side[price]
-            [bids.index(i) for i in range(10)]
-            [asks.index(i) for i in range(10)]
+            [bi(i) for i in range(10)]
+            [ai(i) for i in range(10)]
 
-    def sd_u() -> None:
-        sd_single(sd_build(st), pre)
-
-    def sd_ur() -> None:
-        b, a = sd_build(st)
+    def sd_ur(book: tuple[SortedDict, SortedDict]) -> None:
+        b, a = book
         for is_bid, price, size in pre:
             if is_bid:
                 if size:
@@ -252,38 +241,48 @@ def read_costs(st: book_streams.Stream, repeat: int, n_after: int = 20000) -> di
             b.items()[:10]
             a.items()[:10]
 
-    results["ours bbo() / top(10) (numpy)"] = results["ours bbo() / top(10) (numpy)"][:2] + (
-        after(ours_u, ours_ur(lambda b: b.top(10))),)
-    results["ours top_into(out) (prealloc)"] = results["ours top_into(out) (prealloc)"][:2] + (
-        after(ours_u, ours_ur(lambda b: b.top_into(out))),)
-    results["ours best_bid()+best_ask() (str)"] = \
-        results["ours best_bid()+best_ask() (str)"][:2] + (
-            after(ours_u, ours_ur(lambda b: (b.bids(10), b.asks(10)))),)
+    build_ours = lambda: ours_build(st)  # noqa: E731
+    for name, read in (("ours bbo() / top(10) (numpy)", lambda b: b.top(10)),
+                       ("ours top_into(out) (prealloc)", lambda b: b.top_into(out)),
+                       ("ours best_bid()+best_ask() (str)", lambda b: (b.bids(10), b.asks(10)))):
+        results[name] = results[name][:2] + (after(build_ours, ours_u, ours_ur(read)),)
     results["order-book index(0) / index(0..9)"] = \
-        results["order-book index(0) / index(0..9)"][:2] + (after(ob_u, ob_ur),)
+        results["order-book index(0) / index(0..9)"][:2] + (
+            after(lambda: ob_build(st, float), lambda o: ob_single_float(o, pre), ob_ur),)
     results["SortedDict peekitem / items()[:10]"] = \
-        results["SortedDict peekitem / items()[:10]"][:2] + (after(sd_u, sd_ur),)
+        results["SortedDict peekitem / items()[:10]"][:2] + (
+            after(lambda: sd_build(st), lambda b: sd_single(b, pre), sd_ur),)
     return results
 
 
-def memory_per_book(st: book_streams.Stream, copies: int = 40) -> dict[str, float]:
-    """Bytes per book: RSS growth while holding `copies` books built from the snapshot."""
+MEMORY_BUILDERS = {
+    "ours": lambda st: ours_build(st),
+    "order-book (float)": lambda st: ob_build(st, float),
+    "order-book (Decimal)": lambda st: ob_build(st, Decimal),
+    "SortedDict (float)": lambda st: sd_build(st),
+}
+
+
+def memory_child(name: str, copies: int) -> None:
+    """Run in a fresh interpreter: RSS growth while holding `copies` books, per book."""
+    st = book_streams.generated(1000)
+    build = MEMORY_BUILDERS[name]
+    build(st)                       # warm up imports and caches
+    gc.collect()
     proc = psutil.Process()
+    before = proc.memory_info().rss
+    held = [build(st) for _ in range(copies)]
+    gc.collect()
+    print((proc.memory_info().rss - before) / len(held))
+
+
+def memory_per_book(copies: int = 200) -> dict[str, float]:
     out = {}
-    builders = {
-        "ours": lambda: ours_build(st),
-        "order-book (float)": lambda: ob_build(st, float),
-        "order-book (Decimal)": lambda: ob_build(st, Decimal),
-        "SortedDict (float)": lambda: sd_build(st),
-    }
-    for name, build in builders.items():
-        gc.collect()
-        before = proc.memory_info().rss
-        held = [build() for _ in range(copies)]
-        gc.collect()
-        out[name] = (proc.memory_info().rss - before) / copies
-        del held
-    out["ours (nbytes, C arrays)"] = ours_build(st).nbytes
+    for name in MEMORY_BUILDERS:
+        result = subprocess.run([sys.executable, __file__, "--memory-child", name,
+                                 "--copies", str(copies)],
+                                capture_output=True, text=True, check=True)
+        out[name] = float(result.stdout.strip().splitlines()[-1])
     return out
 
 
@@ -296,7 +295,12 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="generated stream only")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--copies", type=int, default=200, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child, args.copies)
+        return
 
     streams = [book_streams.generated(args.updates)]
     if not args.quick:
@@ -316,19 +320,24 @@ def main() -> None:
     print(f"\n(ratios are vs `{anchor}`; updates per stream: "
           + ", ".join(f"{len(s.changes):,}" for s in streams) + ")\n")
 
-    st = streams[0]
-    print(f"## Read cost, ns per read, both sides ({st.name})\n")
-    print("| read | top of book | top 10 steady | top 10 right after insert/delete |")
-    print("|---|---|---|---|")
-    for name, (tob, top10, after) in read_costs(st, args.repeat).items():
-        cells = [f"{v:.0f}" if v is not None else "-" for v in (tob, top10, after)]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    for st in streams[:2]:
+        print(f"\n## Read cost, ns per read, both sides ({st.name})\n")
+        print("| read | top of book | top 10 steady | top 10 right after insert/delete |")
+        print("|---|---|---|---|")
+        for name, (tob, top10, after) in read_costs(st, args.repeat).items():
+            cells = [f"{v:.0f}" if v is not None else "-" for v in (tob, top10, after)]
+            print(f"| {name} | " + " | ".join(cells) + " |")
 
-    print(f"\n## Memory per book ({st.name}: {len(st.bids)} + {len(st.asks)} levels)\n")
-    print("| structure | bytes per book |")
-    print("|---|---|")
-    for name, size in memory_per_book(st).items():
-        print(f"| {name} | {size / 1024:.0f} KiB |")
+    st = streams[0]
+    print(f"\n## Memory per book ({len(st.bids)} + {len(st.asks)} levels; RSS growth per "
+          f"book while holding 200, each structure in a fresh interpreter)\n")
+    print("| structure | KiB per book | bytes per level |")
+    print("|---|---|---|")
+    levels = len(st.bids) + len(st.asks)
+    for name, size in memory_per_book().items():
+        print(f"| {name} | {size / 1024:.0f} | {size / levels:.0f} |")
+    print(f"\n(ours holds {ours_build(st).nbytes / 1024:.0f} KiB of C arrays per book by its own "
+          f"count (`nbytes`): 2 x int64 per level plus slack for inserts at both ends)")
 
 
 if __name__ == "__main__":

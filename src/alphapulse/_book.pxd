@@ -73,7 +73,7 @@ cdef class Delta:
     cdef Py_ssize_t n_bids
     cdef int64_t *prices
     cdef int64_t *sizes
-    cdef int64_t _one[2]      # inline storage for a single change (no malloc on update())
+    cdef int64_t _inline[8]   # storage for up to 4 changes (no malloc for most updates)
 
     cdef int _alloc(self, Py_ssize_t n) except -1
 

@@ -256,8 +256,8 @@ cdef class OrderBook:
             if rc:
                 d.n = 1
                 d.n_bids = 1 - s
-                d._one[0] = p
-                d._one[1] = z
+                d._inline[0] = p
+                d._inline[4] = z
             return d
         self._reserve_scratch(1)
         self.scratch[0].side = s

@@ -69,15 +69,15 @@ cdef class Delta:
     def __cinit__(self):
         self.n = 0
         self.n_bids = 0
-        self.prices = &self._one[0]
-        self.sizes = &self._one[1]
+        self.prices = &self._inline[0]
+        self.sizes = &self._inline[4]
         self.exchange = ""
         self.symbol = ""
         self.price_precision = 8
         self.size_precision = 8
 
     def __dealloc__(self):
-        if self.prices != &self._one[0]:
+        if self.prices != &self._inline[0]:
             free(self.prices)
 
     def __init__(self, changes=(), *, sequence=0, is_snapshot=False, exchange="", symbol="",
@@ -86,7 +86,7 @@ cdef class Delta:
         update; side ``"bid"``/``"ask"``/``"buy"``/``"sell"``/``"offer"``/0/1)."""
         _check_precision(price_precision, "price_precision")
         _check_precision(size_precision, "size_precision")
-        if self.n or self.prices != &self._one[0]:
+        if self.n or self.prices != &self._inline[0]:
             raise TypeError("Delta is immutable")
         cdef list items = list(changes)
         cdef Py_ssize_t n = len(items), i, nb = 0, na = 0
@@ -123,7 +123,7 @@ cdef class Delta:
     cdef int _alloc(self, Py_ssize_t n) except -1:
         """Room for n changes (called once, on a fresh delta)."""
         cdef int64_t *buf
-        if n <= 1:
+        if n <= 4:
             return 0
         buf = <int64_t *>malloc(<size_t>(2 * n) * sizeof(int64_t))
         if buf == NULL:
