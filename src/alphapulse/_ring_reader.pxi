@@ -50,9 +50,10 @@ cdef class Reader:
         self._next_check = 0
 
     def __dealloc__(self):
-        if self._hdr != NULL:
+        # Only in the reader's own process: a forked child's copy must not free the slot.
+        if self._hdr != NULL and self._pid == getpid():
             ap_cas_i32(&self._hdr.reader_pid, self._pid, 0)
-            self._hdr = NULL
+        self._hdr = NULL
 
     cdef int _check_open(self) except -1:
         if self._hdr == NULL:
@@ -379,11 +380,14 @@ cdef class Reader:
         self._view.release()
         self._buffer_owner.release()
         # Free the slot while the header is still mapped; take it back if unmapping fails.
-        ap_cas_i32(&self._hdr.reader_pid, self._pid, 0)
+        mine = self._pid == getpid()
+        if mine:
+            ap_cas_i32(&self._hdr.reader_pid, self._pid, 0)
         try:
             self._mm.close()
         except BufferError:
-            ap_cas_i32(&self._hdr.reader_pid, 0, self._pid)
+            if mine:
+                ap_cas_i32(&self._hdr.reader_pid, 0, self._pid)
             self._buffer_owner = memoryview(self._mm)
             self._view = self._buffer_owner.toreadonly()
             raise BufferError(f"{self.path}: close() while zero-copy views from read_view() "

@@ -35,10 +35,11 @@ cdef class Writer:
     def __dealloc__(self):
         # A writer collected without close() still tells its reader it is done: otherwise
         # the reader would wait for a process that is alive but will never write again.
-        if self._hdr != NULL:
+        # Only in the writer's own process: a forked child's copy must not end the stream.
+        if self._hdr != NULL and self._hdr.writer_pid == getpid():
             ap_store_release_u32(&self._hdr.state, STATE_CLOSED)
             ap_futex_wake(ap_futex_word(&self._hdr.head))
-            self._hdr = NULL
+        self._hdr = NULL
 
     cdef int _check_open(self) except -1:
         if self._hdr == NULL:
@@ -177,9 +178,10 @@ cdef class Writer:
         the reader, and unmap.  The file stays; see ``unlink``.  Idempotent."""
         if self._hdr == NULL:
             return
-        self._flush_notice()
-        ap_store_release_u32(&self._hdr.state, STATE_CLOSED)
-        ap_futex_wake(ap_futex_word(&self._hdr.head))
+        if self._hdr.writer_pid == getpid():     # not from a forked child's copy
+            self._flush_notice()
+            ap_store_release_u32(&self._hdr.state, STATE_CLOSED)
+            ap_futex_wake(ap_futex_word(&self._hdr.head))
         self._hdr = NULL
         self._data = NULL
         self._buffer_owner.release()

@@ -268,3 +268,25 @@ def test_directory_and_fifo_are_not_rings(shm_dir):
     os.mkfifo(shm_dir / "f")
     with pytest.raises(RingFormatError):
         ring.attach(shm_dir / "f")
+
+
+def test_forked_copies_do_not_end_the_stream(shm_dir):
+    """A child forked after create/attach drops its copies: the parent's ring stays live and
+    its reader slot stays the parent's."""
+    w = ring.create(shm_dir / "fork", CAP)
+    r = ring.attach(shm_dir / "fork")
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            r.close()
+            w.close()
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert ring.inspect(w.path)["state"] == 1 and w.reader_pid == os.getpid()
+    assert w.write(b"still here") and r.read() == b"still here"
+    r.close()
+    w.close()
