@@ -37,7 +37,7 @@ def extension(name: str) -> Extension:
 
 setup(
     ext_modules=cythonize(
-        [extension("_ring"), extension("_book"), extension("exchanges._kraken_scan")],
+        [extension("_ring"), extension("_book"), extension("exchanges._hotpath")],
         compiler_directives={
             "language_level": 3,
             "embedsignature": True,

@@ -23,7 +23,7 @@ def fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """Every test runs with the compiled scanner and with the pure-Python fast path."""
     if request.param == "compiled":
         if SCANNER is None:
-            pytest.skip("alphapulse.exchanges._kraken_scan is not built")
+            pytest.skip("alphapulse.exchanges._hotpath is not built")
     else:
         monkeypatch.setattr(kraken_module, "_scan", None)
         monkeypatch.setattr(kraken_module, "_scan_v1", None)
@@ -263,7 +263,7 @@ def test_crossed_book_is_a_gap() -> None:
                                   "2025-06-01T12:00:00.123+00:00"])
 def test_rfc3339(text: str) -> None:
     if SCANNER is not None and "+" not in text:
-        from alphapulse.exchanges._kraken_scan import rfc3339_ns as compiled
+        from alphapulse.exchanges._hotpath import rfc3339_ns as compiled
         assert compiled(text.encode()) == rfc3339_ns(text)
     dt = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
     frac = text.split(".")[1].rstrip("Z").split("+")[0] if "." in text else ""
@@ -281,7 +281,7 @@ def test_connection_lost_marks_live_books_and_counts_a_gap(fixtures_dir: Path) -
 
 def test_scanner_and_python_paths_agree_on_every_v2_frame(fixtures_dir: Path) -> None:
     if SCANNER is None:
-        pytest.skip("alphapulse.exchanges._kraken_scan is not built")
+        pytest.skip("alphapulse.exchanges._hotpath is not built")
     frames = []
     for rel in ("generated/kraken-clean.jsonl", "generated/arb-kraken.jsonl",
                 "kraken/v2-book-btcusd-depth10-2023-07-30.jsonl"):
@@ -306,7 +306,7 @@ def test_scanner_and_python_paths_agree_on_every_v2_frame(fixtures_dir: Path) ->
 ])
 def test_scanner_refuses_anything_but_the_canonical_shape(fixtures_dir: Path, mutation) -> None:  # noqa: ANN001
     if SCANNER is None:
-        pytest.skip("alphapulse.exchanges._kraken_scan is not built")
+        pytest.skip("alphapulse.exchanges._hotpath is not built")
     frame = next(f for f in read_frames(fixtures_dir / "generated" / "kraken-clean.jsonl")
                  if f.startswith(b'{"channel":"book","type":"update"') and b'"price":9' in f)
     assert SCANNER(frame) is not None
@@ -315,7 +315,7 @@ def test_scanner_refuses_anything_but_the_canonical_shape(fixtures_dir: Path, mu
 
 def test_v1_scanner_agrees_with_the_decoded_frames(fixtures_dir: Path) -> None:
     if SCANNER is None:
-        pytest.skip("alphapulse.exchanges._kraken_scan is not built")
+        pytest.skip("alphapulse.exchanges._hotpath is not built")
     scan_v1 = SCANNER_V1
     frames = read_frames(fixtures_dir / "kraken" / "v1-book-xbtusd-depth10-2023-08-30.jsonl")
     n = 0

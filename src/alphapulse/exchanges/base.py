@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import random
@@ -62,15 +63,22 @@ _FRAME_ERRORS = (ProtocolError, BookError, KeyError, TypeError, IndexError, Attr
 
 
 def _book_update_maker() -> Callable[..., BookUpdate]:
-    """``BookUpdate(...)`` for the hot path, about twice as fast.
+    """``BookUpdate(...)`` for the hot path, three times as fast.
 
     A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` by name;
-    setting the same slots through their descriptors builds an identical object for less.
-    Falls back to the constructor if the event's fields ever change.
+    setting the same slots directly (from C in ``_hotpath``, else through the slot
+    descriptors) builds an identical object for less.  Falls back to the constructor if the
+    event's fields ever change.
     """
     names = ("exchange", "symbol", "native_symbol", "delta", "ts_event", "ts_recv")
     if tuple(f.name for f in dataclasses.fields(BookUpdate)) != names:
         return BookUpdate
+    try:
+        from ._hotpath import new_book_event
+    except ImportError:  # pragma: no cover - a source tree without built extensions
+        new_book_event = None
+    if new_book_event is not None:
+        return functools.partial(new_book_event, BookUpdate)
     new = object.__new__
     s_ex, s_sym, s_nat, s_delta, s_te, s_tr = (
         getattr(BookUpdate, n).__set__ for n in names)

@@ -31,8 +31,8 @@ from ._kraken_v1 import KrakenV1Mixin, _epoch_text_ns  # noqa: F401 - re-exporte
 from .base import _FRAME_ERRORS, LIVE, FeedParser, MarketDataCollector, make_book_update
 
 try:  # the compiled scanner for the hottest frame shape; without it, the bytes.find path
-    from ._kraken_scan import scan_book_update as _scan
-    from ._kraken_scan import scan_v1_book_update as _scan_v1
+    from ._hotpath import scan_book_update as _scan
+    from ._hotpath import scan_v1_book_update as _scan_v1
 except ImportError:  # pragma: no cover - a source tree without built extensions
     _scan = _scan_v1 = None
 

@@ -1,6 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""A narrow scanner for the hottest Kraken frame: a v2 book update for one symbol, exactly as
-Kraken writes it::
+"""Compiled hot-path helpers for the collectors: narrow scanners for the hottest Kraken frames
+and a cheap constructor for the frozen book events.  No I/O, no package imports.
+
+``scan_book_update`` takes a v2 book update for one symbol, exactly as Kraken writes it::
 
     {"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[{"price":29423.0,
      "qty":2.54902601}],"asks":[],"checksum":434883881,"timestamp":"2023-07-30T15:30:01.581227Z"}]}
@@ -9,7 +11,7 @@ It returns the exact number *texts* (never floats), the checksum and the timesta
 None for anything that is not byte-for-byte this shape (other key order, whitespace, several
 symbols, strings for numbers, invalid JSON...), which the caller then parses the general way.
 Every number must match JSON's number grammar; its value is checked later by the book.
-No I/O, no package imports: bytes in, Python objects out.
+``scan_v1_book_update`` does the same for v1's array frames.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_Append
@@ -320,3 +322,23 @@ def scan_v1_book_update(bytes frame not None):
         return None
     return (PyBytes_FromStringAndSize(p + b + 3, c - b - 3).decode(),
             PyBytes_FromStringAndSize(p + a + 1, b - a - 1).decode(), changes, crc, ts)
+
+
+from cpython.object cimport PyObject_GenericSetAttr
+
+cdef str A_EXCHANGE = "exchange", A_SYMBOL = "symbol", A_NATIVE = "native_symbol"
+cdef str A_DELTA = "delta", A_TS_EVENT = "ts_event", A_TS_RECV = "ts_recv"
+
+
+def new_book_event(type cls, exchange, symbol, native_symbol, delta, ts_event, ts_recv):
+    """``cls(exchange, symbol, native_symbol, delta, ts_event, ts_recv)`` for the frozen,
+    slotted BookUpdate/BookSnapshot dataclasses, set slot by slot from C (the dataclass
+    ``__init__`` costs six Python-level ``object.__setattr__`` calls per event)."""
+    obj = cls.__new__(cls)
+    PyObject_GenericSetAttr(obj, A_EXCHANGE, exchange)
+    PyObject_GenericSetAttr(obj, A_SYMBOL, symbol)
+    PyObject_GenericSetAttr(obj, A_NATIVE, native_symbol)
+    PyObject_GenericSetAttr(obj, A_DELTA, delta)
+    PyObject_GenericSetAttr(obj, A_TS_EVENT, ts_event)
+    PyObject_GenericSetAttr(obj, A_TS_RECV, ts_recv)
+    return obj
