@@ -175,15 +175,21 @@ def _stop(proc) -> None:
 
 # ---- tests -------------------------------------------------------------------------------
 
-def test_random_stream_arrives_byte_exact_in_order(shm_dir, spawn):
+@pytest.mark.parametrize("records", [
+    STREAM_RECORDS,
+    pytest.param(10_000_000, marks=pytest.mark.slow, id="10M"),
+])
+def test_random_stream_arrives_byte_exact_in_order(shm_dir, spawn, records, request):
+    if records > STREAM_RECORDS and "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("long form: run with -m slow")
     path = str(shm_dir / "stream")
-    seed = 20240611
+    seed = 20240611 + records
     ready = spawn.Event()
-    proc = _start(spawn, _stream_writer, path, seed, STREAM_RECORDS, ready)
+    proc = _start(spawn, _stream_writer, path, seed, records, ready)
     try:
         assert ready.wait(60)
         r = ring.attach(path, timeout=30)
-        blob, offsets, lengths = _stream_plan(seed, STREAM_RECORDS, r.max_record)
+        blob, offsets, lengths = _stream_plan(seed, records, r.max_record)
         buf = bytearray(r.max_record)
         lens = np.zeros(64, dtype=np.int64)
         i = 0
@@ -216,11 +222,11 @@ def test_random_stream_arrives_byte_exact_in_order(shm_dir, spawn):
             except ProducerGone:
                 break
             for rec in got:
-                assert i < STREAM_RECORDS, "more records than were written"
+                assert i < records, "more records than were written"
                 o, n = offsets[i], lengths[i]
                 assert rec == blob[o: o + n], f"record {i} ({n} bytes) differs"
                 i += 1
-        assert i == STREAM_RECORDS
+        assert i == records
         assert r.writer_closed
         r.close()
         proc.join(30)
