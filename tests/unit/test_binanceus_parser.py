@@ -241,3 +241,15 @@ def test_hostile_frames_rejected_book_intact(frame: bytes, reason: str) -> None:
     parser.feed(_depth(102, 103, [("10.50", "3")]), 1)       # the chain carries on
     assert parser.books["BTC-USD"].best_bid() == ("10.50000000", "3.00000000")
     assert parser.gaps == 0 and parser.state("BTC-USD") == "live"
+
+
+def test_late_snapshot_for_a_live_book_is_ignored() -> None:
+    parser = BinanceUSParser(["BTC-USD"])
+    for frame in (_depth(100, 101), _snap(100), _depth(102, 103, [("10.20", "5")])):
+        parser.feed(frame, 1)
+    parser.rest_symbol = "BTC-USD"
+    parser.feed(_snap(101, bids=[("9.00", "1")]), 1)      # older than the live book
+    assert parser.stale_snapshots == 1 and parser.state("BTC-USD") == "live"
+    assert parser.books["BTC-USD"].best_bid() == ("10.20000000", "5.00000000")
+    parser.feed(_depth(104, 104, [("10.30", "1")]), 1)    # the chain carries on
+    assert parser.gaps == 0 and parser.books["BTC-USD"].best_bid()[0] == "10.30000000"

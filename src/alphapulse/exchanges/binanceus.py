@@ -73,7 +73,7 @@ class BinanceUSParser(FeedParser):
         self._holes: dict[str, tuple[int, int]] = {}   # ids skipped by a symbol's last jump
         self._trade_kind: dict[str, str] = {}
         self.dropped_before_snapshot = self.snapshot_retries = self.buffer_overflows = 0
-        self.ignored_trades = 0
+        self.ignored_trades = self.stale_snapshots = 0
         self._subscribed = {inst.native: inst for inst in
                             (instrument(self.exchange, s) for s in self.symbols or ())}
 
@@ -100,7 +100,8 @@ class BinanceUSParser(FeedParser):
     def stats(self) -> dict[str, Any]:
         out = super().stats()
         out.update(dropped_before_snapshot=self.dropped_before_snapshot,
-                   snapshot_retries=self.snapshot_retries, buffer_overflows=self.buffer_overflows)
+                   snapshot_retries=self.snapshot_retries, buffer_overflows=self.buffer_overflows,
+                   stale_snapshots=self.stale_snapshots)
         return out
 
     def parse(self, frame: bytes | str, ts_recv: int) -> None:
@@ -252,6 +253,11 @@ class BinanceUSParser(FeedParser):
 
     def _align(self, book: OrderBook, msg: dict[str, Any], ts_recv: int) -> None:
         symbol, last_id = book.symbol, msg["lastUpdateId"]
+        if self._states.get(symbol) == LIVE and last_id < self._last_u.get(symbol, -1):
+            # A late answer for a book that is already live and further on: applying it
+            # would take the book backwards.  (A newer one simply replaces the book.)
+            self.stale_snapshots += 1
+            return
         buffered = self._buffer.pop(symbol, [])
         kept = [ev for ev in buffered if ev[1] > last_id]
         if kept and kept[0][0] > last_id + 1:
