@@ -136,7 +136,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.ERROR if args.json else logging.WARNING,
                         format="%(name)s: %(message)s")
-    result = verify(args.exchange, args.files)
+    try:
+        result = verify(args.exchange, args.files)
+    except ImportError as exc:       # an exchange module that is not installed / not built
+        print(f"alphapulse verify: {args.exchange} support is unavailable: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"alphapulse verify: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         sys.stdout.write(json.dumps(result.summary) + "\n")
     else:
