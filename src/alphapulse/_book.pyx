@@ -240,35 +240,32 @@ cdef class OrderBook:
         cdef int64_t z = _parse(size, self.size_precision, "size", -1)
         cdef ap_side *sd = &self.side[s]
         cdef int rc
-        cdef Delta d
-        if self.depth == 0 or ap_side_count(sd) < self.depth:
-            # Fast path: no truncation possible, at most one change.
-            rc = ap_side_set(sd, p if s == 0 else -p, z)
-            if rc < 0:
-                raise MemoryError()
-            self.sequence += 1
-            d = Delta.__new__(Delta)
-            d.sequence = self.sequence
-            d.exchange = self.exchange
-            d.symbol = self.symbol
-            d.price_precision = self.price_precision
-            d.size_precision = self.size_precision
-            if rc:
-                d.n = 1
-                d.n_bids = 1 - s
-                d._inline[0] = p
-                d._inline[4] = z
-            return d
-        self._reserve_scratch(1)
-        self.scratch[0].side = s
-        self.scratch[0].price = p
-        self.scratch[0].size = z
+        cdef Py_ssize_t dropped = 0
+        # The Delta first (its inline room holds the change plus the one level a depth limit
+        # can push out), so nothing can fail after the book has changed.
+        cdef Delta d = Delta.__new__(Delta)
+        rc = ap_side_set(sd, p if s == 0 else -p, z)
+        if rc < 0:
+            raise MemoryError()
+        if rc:
+            d._inline[0] = p
+            d._inline[4] = z
+            d.n = 1
+            if self.depth:
+                # The book held <= depth levels before, so one insert drops at most one.
+                dropped = ap_side_truncate(sd, self.depth)
+                if dropped:
+                    d._inline[1] = sd.keys[sd.lo - 1] if s == 0 else -sd.keys[sd.lo - 1]
+                    d._inline[5] = 0
+                    d.n = 2
+        d.n_bids = d.n if s == 0 else 0
         self.sequence += 1
-        try:
-            return self._apply_parsed(1, True)
-        except BaseException:
-            self.sequence -= 1
-            raise
+        d.sequence = self.sequence
+        d.exchange = self.exchange
+        d.symbol = self.symbol
+        d.price_precision = self.price_precision
+        d.size_precision = self.size_precision
+        return d
 
     def apply(self, changes):
         """Apply a batch of ``(side, price, size)`` changes, all or nothing, as one sequence

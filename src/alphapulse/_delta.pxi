@@ -67,14 +67,10 @@ cdef class Delta:
     """
 
     def __cinit__(self):
-        self.n = 0
-        self.n_bids = 0
+        # Kept minimal: every book update allocates one Delta.  Whoever creates a Delta sets
+        # the header fields (__init__, _decode, OrderBook._new_delta/update).
         self.prices = &self._inline[0]
         self.sizes = &self._inline[4]
-        self.exchange = ""
-        self.symbol = ""
-        self.price_precision = 8
-        self.size_precision = 8
 
     def __dealloc__(self):
         if self.prices != &self._inline[0]:
