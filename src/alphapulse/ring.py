@@ -12,8 +12,19 @@ A ring is a file (by default under ``/dev/shm``) that its writer creates and one
             ...
 
 Several readers need several rings: a server fans out by creating one ring per reader and
-writing each record to each of them (``RingWriter.reader_attached`` tells it when a reader
-died, so it can ``close()`` and ``unlink()`` that ring).
+writing each record to each of them.  ``Fanout`` does exactly that, and ``Fanout.prune()``
+closes and unlinks the rings whose reader closed or died (``RingWriter.reader_state``)::
+
+    fan = ring.Fanout(capacity=1 << 22, policy="drop")   # a slow reader loses only its own
+    fan.add("feed-strategy-a"); fan.add("feed-strategy-b")
+    fan.write(record)                                    # to every ring
+    fan.prune(grace=10)                                  # now and then
+
+Records are 1 byte to ``capacity // 2 - 32`` bytes.  ``read`` raises RingOverrun(missed) where
+a drop-policy writer lost records and ProducerGone once the writer closed or died (kill -9
+included) and everything it published has been read.  Zero-copy (``read_view``/``advance``)
+and batch calls (``write_many``, ``read_many``, ``read_many_into``) amortise the Python call.
+A writer or reader belongs to the process that made it: a forked child must not use its copy.
 
 This module owns everything about files: atomic creation (a fully initialised temporary file is
 linked into place, so a reader never sees a half-written header), permissions, replacing the
