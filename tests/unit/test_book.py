@@ -340,3 +340,17 @@ def test_large_book_inserts_far_from_top() -> None:
     assert book.bid_count == n + 3  # four new levels, one deleted
     assert book.best_bid() == ("60000.01", "2.00000000")
     assert book.get("bid", "0.01") == "2.00000000"
+
+
+def test_apply_scaled_matches_text_apply_and_validates() -> None:
+    text, scaled = make_book(depth=4), make_book(depth=4)
+    d1 = text.apply([("bid", "99.75", "1"), ("ask", "100.50", "0"), ("ask", "100.25", "2")])
+    d2 = scaled.apply_scaled([0, 1, 1], [9975, 10050, 10025], [10**8, 0, 2 * 10**8])
+    assert scaled == text and d1.changes == d2.changes and scaled.sequence == text.sequence
+    before = state(scaled)
+    for sides, prices, sizes, field in (([2], [1], [1], "side"), ([0], [0], [1], "price"),
+                                        ([0], [1], [-1], "size"), ([0, 1], [1], [1], "changes")):
+        with pytest.raises(BookError) as info:
+            scaled.apply_scaled(np.array(sides), np.array(prices), np.array(sizes))
+        assert info.value.field == field
+        assert state(scaled) == before
