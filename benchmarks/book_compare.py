@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+import timeit
 from decimal import Decimal
 
 import numpy as np
@@ -145,11 +146,10 @@ def median_time(fn, repeat: int, setup=None) -> float:
     return statistics.median(times)
 
 
-def per_call_ns(fn, calls: int, repeat: int) -> float:
-    def loop() -> None:
-        for _ in range(calls):
-            fn()
-    return median_time(loop, repeat) / calls * 1e9
+def per_call_ns(stmt: str, env: dict, calls: int, repeat: int) -> float:
+    """Median ns per execution of ``stmt`` (timeit: compiled inline, no wrapper call)."""
+    timer = timeit.Timer(stmt, globals=env, timer=time.thread_time)
+    return statistics.median(timer.repeat(repeat, calls)) / calls * 1e9
 
 
 def write_rates(st: book_streams.Stream, repeat: int) -> dict[str, float]:
@@ -187,51 +187,62 @@ def read_costs(st: book_streams.Stream, repeat: int, n_after: int = 20000) -> di
     ob = ob_build(st, float)
     sd_bids, sd_asks = sd_build(st)
 
-    def ob_top10() -> None:
-        bi, ai = ob.bids.index, ob.asks.index
-        [bi(i) for i in range(10)]
-        [ai(i) for i in range(10)]
-
-    def sd_top10() -> None:
-        sd_bids.items()[:10]
-        sd_asks.items()[:10]
-
-    results = {}
+    env = {"ours": ours, "out": out, "ob": ob, "sd_bids": sd_bids, "sd_asks": sd_asks,
+           "bi": ob.bids.index, "ai": ob.asks.index}
     calls = 20000
-    results["ours best_bid()+best_ask() (str)"] = (
-        per_call_ns(lambda: (ours.best_bid(), ours.best_ask()), calls, repeat),
-        per_call_ns(lambda: (ours.bids(10), ours.asks(10)), calls, repeat), None)
-    results["ours bbo() / top(10) (numpy)"] = (
-        per_call_ns(ours.bbo, calls, repeat), per_call_ns(lambda: ours.top(10), calls, repeat),
-        None)
-    results["ours top_into(out) (prealloc)"] = (
-        None, per_call_ns(lambda: ours.top_into(out), calls, repeat), None)
-    results["order-book index(0) / index(0..9)"] = (
-        per_call_ns(lambda: (ob.bids.index(0), ob.asks.index(0)), calls, repeat),
-        per_call_ns(ob_top10, calls, repeat), None)
-    results["SortedDict peekitem / items()[:10]"] = (
-        per_call_ns(lambda: (sd_bids.peekitem(0), sd_asks.peekitem(0)), calls, repeat),
-        per_call_ns(sd_top10, calls, repeat), None)
+    results = {
+        "ours best_bid()+best_ask() (str)": (
+            per_call_ns("ours.best_bid(); ours.best_ask()", env, calls, repeat),
+            per_call_ns("ours.bids(10); ours.asks(10)", env, calls, repeat), None),
+        "ours bbo() / top(10) (numpy)": (
+            per_call_ns("ours.bbo()", env, calls, repeat),
+            per_call_ns("ours.top(10)", env, calls, repeat), None),
+        "ours top_into(out) (prealloc)": (
+            None, per_call_ns("ours.top_into(out)", env, calls, repeat), None),
+        "order-book index(0) / index(0..9)": (
+            per_call_ns("bi(0); ai(0)", env, calls, repeat),
+            per_call_ns("[bi(i) for i in range(10)]; [ai(i) for i in range(10)]", env, calls,
+                        repeat), None),
+        "SortedDict peekitem / items()[:10]": (
+            per_call_ns("sd_bids.peekitem(0); sd_asks.peekitem(0)", env, calls, repeat),
+            per_call_ns("sd_bids.items()[:10]; sd_asks.items()[:10]", env, calls, repeat),
+            None),
+    }
 
     # Right after each insert/delete: (update + read) - update, over the same updates, on a
     # fresh book each run (built outside the timer).
     def after(build, update_only, update_read) -> float:
-        base = median_time(update_only, repeat, build)
-        both = median_time(update_read, repeat, build)
-        return max(both - base, 0.0) / len(changes) * 1e9
+        # Paired: each repeat times both loops back to back; the median of the differences.
+        diffs = []
+        for _ in range(max(repeat, 5)):
+            base = median_time(update_only, 1, build)
+            both = median_time(update_read, 1, build)
+            diffs.append(both - base)
+        return max(statistics.median(diffs), 0.0) / len(changes) * 1e9
 
     def ours_u(b: OrderBook) -> None:
         update = b.update
         for s, p, z in changes:
             update(s, p, z)
 
-    def ours_ur(read):
-        def run(b: OrderBook) -> None:
-            update = b.update
-            for s, p, z in changes:
-                update(s, p, z)
-                read(b)
-        return run
+    def ours_ur_top(b: OrderBook) -> None:
+        update, top = b.update, b.top
+        for s, p, z in changes:
+            update(s, p, z)
+            top(10)
+
+    def ours_ur_into(b: OrderBook) -> None:
+        update, top_into = b.update, b.top_into
+        for s, p, z in changes:
+            update(s, p, z)
+            top_into(out)
+
+    def ours_ur_str(b: OrderBook) -> None:
+        update, bids, asks = b.update, b.bids, b.asks
+        for s, p, z in changes:
+            update(s, p, z)
+            bids(10)
+            asks(10)
 
     def ob_ur(o: order_book.OrderBook) -> None:
         bids, asks = o.bids, o.asks
@@ -262,10 +273,10 @@ def read_costs(st: book_streams.Stream, repeat: int, n_after: int = 20000) -> di
             a.items()[:10]
 
     build_ours = lambda: ours_build(st)  # noqa: E731
-    for name, read in (("ours bbo() / top(10) (numpy)", lambda b: b.top(10)),
-                       ("ours top_into(out) (prealloc)", lambda b: b.top_into(out)),
-                       ("ours best_bid()+best_ask() (str)", lambda b: (b.bids(10), b.asks(10)))):
-        results[name] = results[name][:2] + (after(build_ours, ours_u, ours_ur(read)),)
+    for name, run in (("ours bbo() / top(10) (numpy)", ours_ur_top),
+                      ("ours top_into(out) (prealloc)", ours_ur_into),
+                      ("ours best_bid()+best_ask() (str)", ours_ur_str)):
+        results[name] = results[name][:2] + (after(build_ours, ours_u, run),)
     results["order-book index(0) / index(0..9)"] = \
         results["order-book index(0) / index(0..9)"][:2] + (
             after(lambda: ob_build(st, float), lambda o: ob_single_float(o, pre), ob_ur),)
