@@ -341,3 +341,41 @@ def test_v1_scanner_agrees_with_the_decoded_frames(fixtures_dir: Path) -> None:
                     bad + b" ", bad.replace(b'"27119.9"', b'"27119.9x"'),
                     bad.replace(b'"b":', b'"x":'), bad.replace(b',"c":"35"', b"")):
         assert scan_v1(mutated) is None
+
+
+def test_mutated_frames_never_escape_feed(fixtures_dir: Path) -> None:
+    """Seeded fuzz: byte flips, cuts and splices of real v1/v2 frames.  ``feed`` must count
+    each frame exactly once, never raise, and never leave a live book crossed."""
+    import random
+
+    rng = random.Random(20261128)
+    sources = {
+        "v2": read_frames(fixtures_dir / "generated" / "kraken-clean.jsonl"),
+        "v1": read_frames(fixtures_dir / "kraken" / "v1-book-xbtusd-depth10-2023-08-30.jsonl"),
+    }
+    for name, frames in sources.items():
+        parser = KrakenParser(sink=lambda e: None)
+        snapshot_at = 2 if name == "v2" else 3
+        for f in frames[: snapshot_at + 1]:
+            parser.feed(f, 1)
+        pool = [f for f in frames if f.startswith((b'{"channel":"book"', b"[")) and len(f) > 40]
+        for n in range(1500):
+            frame = bytearray(rng.choice(pool))
+            kind = rng.randrange(4)
+            i = rng.randrange(len(frame))
+            if kind == 0:
+                frame[i] = rng.choice(b'0123456789.-+eE,:{}[]"x \\\x00\xff')
+            elif kind == 1:
+                del frame[i: i + rng.randrange(1, 12)]
+            elif kind == 2:
+                frame[i:i] = frame[rng.randrange(len(frame)):][:rng.randrange(1, 20)]
+            else:
+                frame = frame[:i]
+            before = parser.messages
+            parser.feed(bytes(frame), 1)
+            assert parser.messages == before + 1
+            book = parser.books["BTC-USD"]
+            assert not (parser.state("BTC-USD") == "live" and book.crossed)
+            if n % 100 == 99:                         # resync now and then, as the collector would
+                parser.take_resyncs()
+                parser.feed(frames[snapshot_at], 1)
