@@ -24,18 +24,25 @@ cdef extern from "_crc32.h" nogil:
 
 
 cdef extern from "_levels.h" nogil:
+    ctypedef struct ap_chunk:
+        int64_t keys[1]
+        int64_t sizes[1]
     ctypedef struct ap_side:
-        int64_t *keys
-        int64_t *sizes
-        Py_ssize_t lo, hi, cap
+        ap_chunk **ch
+        int64_t *maxkey
+        int *len
+        Py_ssize_t nch, cap, count
     Py_ssize_t ap_side_count(const ap_side *s)
     void ap_side_free(ap_side *s)
-    int ap_side_relayout(ap_side *s, Py_ssize_t new_cap)
     int ap_side_reserve(ap_side *s, Py_ssize_t extra)
-    Py_ssize_t ap_side_lower_bound(const ap_side *s, int64_t key)
+    void ap_pool_trim()
     int ap_side_set(ap_side *s, int64_t key, int64_t size)
     int64_t ap_side_get(const ap_side *s, int64_t key)
-    Py_ssize_t ap_side_truncate(ap_side *s, Py_ssize_t depth)
+    int ap_side_best(const ap_side *s, int64_t *key, int64_t *size)
+    Py_ssize_t ap_side_top(const ap_side *s, Py_ssize_t n, int64_t *keys, int64_t *sizes)
+    int ap_side_assign(ap_side *s, const int64_t *keys, const int64_t *sizes, Py_ssize_t n)
+    Py_ssize_t ap_side_truncate(ap_side *s, Py_ssize_t depth, int64_t *dropped)
+    Py_ssize_t ap_side_nbytes(const ap_side *s)
 
 
 cdef extern from "_varint.h" nogil:

@@ -177,13 +177,18 @@ cdef class OrderBook:
         if self.depth:
             for s in range(2):
                 sd = &self.side[s]
-                dropped = ap_side_truncate(sd, self.depth)
-                if want_delta:
-                    base = 0 if s == 0 else room[0]
-                    for i in range(sd.lo - dropped, sd.lo):
-                        d.prices[base + used[s]] = sd.keys[i] if s == 0 else -sd.keys[i]
-                        d.sizes[base + used[s]] = 0
-                        used[s] += 1
+                if not want_delta:
+                    ap_side_truncate(sd, self.depth, NULL)
+                    continue
+                base = (0 if s == 0 else room[0]) + used[s]
+                # dropped keys land straight in the delta's price slots (worst first)
+                dropped = ap_side_truncate(sd, self.depth, d.prices + base)
+                for i in range(base, base + dropped):
+                    if s == 1:
+                        d.prices[i] = -d.prices[i]
+                    d.sizes[i] = 0
+                used[s] += dropped
+        ap_pool_trim()
         if want_delta:
             if used[1] and room[0] != used[0]:
                 memmove(d.prices + used[0], d.prices + room[0], <size_t>used[1] * sizeof(int64_t))
@@ -253,9 +258,10 @@ cdef class OrderBook:
             d.n = 1
             if self.depth:
                 # The book held <= depth levels before, so one insert drops at most one.
-                dropped = ap_side_truncate(sd, self.depth)
+                dropped = ap_side_truncate(sd, self.depth, &d._inline[1])
                 if dropped:
-                    d._inline[1] = sd.keys[sd.lo - 1] if s == 0 else -sd.keys[sd.lo - 1]
+                    if s == 1:
+                        d._inline[1] = -d._inline[1]
                     d._inline[5] = 0
                     d.n = 2
         d.n_bids = d.n if s == 0 else 0
@@ -342,15 +348,10 @@ cdef class OrderBook:
         cdef Delta d = self._new_delta(nb + na, True)
         cdef Py_ssize_t i, j = 0
         cdef ap_side *sd = &self.side[0]
-        for i in range(sd.hi - 1, sd.lo - 1, -1):
-            d.prices[j] = sd.keys[i]
-            d.sizes[j] = sd.sizes[i]
-            j += 1
-        sd = &self.side[1]
-        for i in range(sd.hi - 1, sd.lo - 1, -1):
-            d.prices[j] = -sd.keys[i]
-            d.sizes[j] = sd.sizes[i]
-            j += 1
+        ap_side_top(sd, nb, d.prices, d.sizes)
+        ap_side_top(&self.side[1], na, d.prices + nb, d.sizes + nb)
+        for j in range(nb, nb + na):
+            d.prices[j] = -d.prices[j]
         d.n = nb + na
         d.n_bids = nb
         return d
@@ -361,44 +362,40 @@ cdef class OrderBook:
 
     def best_bid(self):
         """``(price, size)`` strings of the best bid, or None when the side is empty."""
-        cdef ap_side *sd = &self.side[0]
-        if sd.hi == sd.lo:
+        cdef int64_t k, z
+        if not ap_side_best(&self.side[0], &k, &z):
             return None
-        return (_fmt(sd.keys[sd.hi - 1], self.price_precision),
-                _fmt(sd.sizes[sd.hi - 1], self.size_precision))
+        return (_fmt(k, self.price_precision), _fmt(z, self.size_precision))
 
     def best_ask(self):
         """``(price, size)`` strings of the best ask, or None when the side is empty."""
-        cdef ap_side *sd = &self.side[1]
-        if sd.hi == sd.lo:
+        cdef int64_t k, z
+        if not ap_side_best(&self.side[1], &k, &z):
             return None
-        return (_fmt(-sd.keys[sd.hi - 1], self.price_precision),
-                _fmt(sd.sizes[sd.hi - 1], self.size_precision))
+        return (_fmt(-k, self.price_precision), _fmt(z, self.size_precision))
 
     def bbo(self):
         """``(bid_price, bid_size, ask_price, ask_size)`` as scaled ints (0 for an empty side):
         the cheapest top-of-book read, no strings."""
-        cdef ap_side *b = &self.side[0]
-        cdef ap_side *a = &self.side[1]
-        return (b.keys[b.hi - 1] if b.hi > b.lo else 0, b.sizes[b.hi - 1] if b.hi > b.lo else 0,
-                -a.keys[a.hi - 1] if a.hi > a.lo else 0, a.sizes[a.hi - 1] if a.hi > a.lo else 0)
+        cdef int64_t bk = 0, bz = 0, ak = 0, az = 0
+        ap_side_best(&self.side[0], &bk, &bz)
+        ap_side_best(&self.side[1], &ak, &az)
+        return (bk, bz, -ak, az)
 
     def spread(self):
         """Best ask minus best bid as a price string (negative when crossed), or None."""
-        cdef ap_side *b = &self.side[0]
-        cdef ap_side *a = &self.side[1]
-        if b.hi == b.lo or a.hi == a.lo:
+        cdef int64_t bk, bz, ak, az
+        if not ap_side_best(&self.side[0], &bk, &bz) or not ap_side_best(&self.side[1], &ak, &az):
             return None
-        return _fmt(-a.keys[a.hi - 1] - b.keys[b.hi - 1], self.price_precision)
+        return _fmt(-ak - bk, self.price_precision)
 
     def mid(self):
         """(best bid + best ask) / 2, exact, with one decimal more than the price precision
         (``"100.05"`` -> ``"100.050"``), or None when a side is empty."""
-        cdef ap_side *b = &self.side[0]
-        cdef ap_side *a = &self.side[1]
-        if b.hi == b.lo or a.hi == a.lo:
+        cdef int64_t bk, bz, ak, az
+        if not ap_side_best(&self.side[0], &bk, &bz) or not ap_side_best(&self.side[1], &ak, &az):
             return None
-        total = (<object>b.keys[b.hi - 1] + <object>(-a.keys[a.hi - 1])) * 5
+        total = (<object>bk + <object>(-ak)) * 5
         if self.price_precision + 1 <= 18 and total <= INT64_MAX:
             return _fmt(<int64_t>total, self.price_precision + 1)
         digits = str(total).rjust(self.price_precision + 2, "0")
@@ -407,9 +404,9 @@ cdef class OrderBook:
     @property
     def crossed(self):
         """True when best bid >= best ask (the book is then not a valid market)."""
-        cdef ap_side *b = &self.side[0]
-        cdef ap_side *a = &self.side[1]
-        return b.hi > b.lo and a.hi > a.lo and b.keys[b.hi - 1] >= -a.keys[a.hi - 1]
+        cdef int64_t bk, bz, ak, az
+        return (ap_side_best(&self.side[0], &bk, &bz) and ap_side_best(&self.side[1], &ak, &az)
+                and bk >= -ak)
 
     @property
     def bid_count(self):
@@ -430,11 +427,22 @@ cdef class OrderBook:
         cdef ap_side *sd = &self.side[s]
         cdef Py_ssize_t count = ap_side_count(sd), i
         cdef list out = []
+        cdef int64_t stack[128]
+        cdef int64_t *buf = stack
         if n <= 0 or n > count:
             n = count
-        for i in range(sd.hi - 1, sd.hi - 1 - n, -1):
-            out.append((_fmt(sd.keys[i] if s == 0 else -sd.keys[i], self.price_precision),
-                        _fmt(sd.sizes[i], self.size_precision)))
+        if n > 64:
+            buf = <int64_t *>malloc(<size_t>(2 * n) * sizeof(int64_t))
+            if buf == NULL:
+                raise MemoryError()
+        try:
+            ap_side_top(sd, n, buf, buf + n)
+            for i in range(n):
+                out.append((_fmt(buf[i] if s == 0 else -buf[i], self.price_precision),
+                            _fmt(buf[n + i], self.size_precision)))
+        finally:
+            if buf != stack:
+                free(buf)
         return out
 
     def bids(self, Py_ssize_t n=0):
@@ -472,14 +480,10 @@ cdef class OrderBook:
             sizes = cnp.PyArray_EMPTY(1, dims, cnp.NPY_INT64, 0)
             pp = <int64_t *>cnp.PyArray_DATA(prices)
             zp = <int64_t *>cnp.PyArray_DATA(sizes)
-            if s == 0:
+            ap_side_top(sd, m, pp, zp)
+            if s == 1:
                 for i in range(m):
-                    pp[i] = sd.keys[sd.hi - 1 - i]
-                    zp[i] = sd.sizes[sd.hi - 1 - i]
-            else:
-                for i in range(m):
-                    pp[i] = -sd.keys[sd.hi - 1 - i]
-                    zp[i] = sd.sizes[sd.hi - 1 - i]
+                    pp[i] = -pp[i]
             out[2 * s] = prices
             out[2 * s + 1] = sizes
         return tuple(out)
@@ -503,10 +507,10 @@ cdef class OrderBook:
             sd = &self.side[s]
             pp = base + 2 * s * n
             zp = pp + n
-            m = min(n, ap_side_count(sd))
-            for i in range(m):
-                pp[i] = sd.keys[sd.hi - 1 - i] if s == 0 else -sd.keys[sd.hi - 1 - i]
-                zp[i] = sd.sizes[sd.hi - 1 - i]
+            m = ap_side_top(sd, n, pp, zp)
+            if s == 1:
+                for i in range(m):
+                    pp[i] = -pp[i]
             if m < n:
                 memset(pp + m, 0, <size_t>(n - m) * sizeof(int64_t))
                 memset(zp + m, 0, <size_t>(n - m) * sizeof(int64_t))
@@ -528,26 +532,30 @@ cdef class OrderBook:
         ascending then bids descending, each price and size printed at the book's precision with
         the '.' and leading zeros removed, concatenated.  Two copies of a book agree on it."""
         cdef char stackbuf[1024]
+        cdef int64_t stacklv[48]
         cdef char *buf = stackbuf
+        cdef int64_t *lv = stacklv
         cdef size_t length = 0
         cdef Py_ssize_t i, m, s
-        cdef ap_side *sd
         cdef uint32_t crc
         if levels < 0:
             raise BookError("levels must be >= 0", "levels")
         if levels > 12:
             buf = <char *>malloc(<size_t>levels * 2 * 2 * 20 + 1)
-            if buf == NULL:
+            lv = <int64_t *>malloc(<size_t>levels * 2 * sizeof(int64_t))
+            if buf == NULL or lv == NULL:
+                free(buf)
+                free(lv)
                 raise MemoryError()
         for s in (1, 0):
-            sd = &self.side[s]
-            m = min(levels, ap_side_count(sd))
-            for i in range(sd.hi - 1, sd.hi - 1 - m, -1):
-                length += <size_t>ap_format_digits(sd.keys[i], buf + length)
-                length += <size_t>ap_format_digits(sd.sizes[i], buf + length)
+            m = ap_side_top(&self.side[s], levels, lv, lv + levels)
+            for i in range(m):
+                length += <size_t>ap_format_digits(lv[i], buf + length)
+                length += <size_t>ap_format_digits(lv[levels + i], buf + length)
         crc = ap_crc32(buf, length)
         if buf != stackbuf:
             free(buf)
+            free(lv)
         return crc
 
     # --- copies and comparison ------------------------------------------------------------
@@ -562,15 +570,21 @@ cdef class OrderBook:
         b.size_precision = self.size_precision
         b.depth = self.depth
         b.sequence = self.sequence
+        cdef int64_t *buf
+        cdef int rc
         for s in range(2):
             n = ap_side_count(&self.side[s])
-            if ap_side_relayout(&b.side[s], 2 * n + 16) < 0:
+            buf = <int64_t *>malloc(<size_t>(2 * n + 1) * sizeof(int64_t))
+            if buf == NULL:
                 raise MemoryError()
-            memcpy(b.side[s].keys + b.side[s].lo, self.side[s].keys + self.side[s].lo,
-                   <size_t>n * sizeof(int64_t))
-            memcpy(b.side[s].sizes + b.side[s].lo, self.side[s].sizes + self.side[s].lo,
-                   <size_t>n * sizeof(int64_t))
-            b.side[s].hi = b.side[s].lo + n
+            # best first -> ascending keys, as ap_side_assign wants them
+            ap_side_top(&self.side[s], n, buf + n, buf)
+            _reverse(buf, n)
+            _reverse(buf + n, n)
+            rc = ap_side_assign(&b.side[s], buf + n, buf, n)
+            free(buf)
+            if rc < 0:
+                raise MemoryError()
         return b
 
     def __copy__(self):
@@ -585,6 +599,9 @@ cdef class OrderBook:
             return NotImplemented
         cdef OrderBook o = <OrderBook>other
         cdef Py_ssize_t s, n
+        cdef int64_t *x
+        cdef int64_t *y
+        cdef bint same
         if (self.price_precision != o.price_precision
                 or self.size_precision != o.size_precision):
             return False
@@ -592,10 +609,16 @@ cdef class OrderBook:
             n = ap_side_count(&self.side[s])
             if n != ap_side_count(&o.side[s]):
                 return False
-            if n and (memcmp(self.side[s].keys + self.side[s].lo, o.side[s].keys + o.side[s].lo,
-                             <size_t>n * sizeof(int64_t)) != 0
-                      or memcmp(self.side[s].sizes + self.side[s].lo,
-                                o.side[s].sizes + o.side[s].lo, <size_t>n * sizeof(int64_t)) != 0):
+            x = _best_first(&self.side[s])
+            try:
+                y = _best_first(&o.side[s])
+            except MemoryError:
+                free(x)
+                raise
+            same = memcmp(x, y, <size_t>(2 * n) * sizeof(int64_t)) == 0
+            free(x)
+            free(y)
+            if not same:
                 return False
         return True
 
@@ -603,8 +626,8 @@ cdef class OrderBook:
 
     @property
     def nbytes(self):
-        """Bytes this book holds in C memory (level arrays with their slack, scratch buffer)."""
-        return (2 * (self.side[0].cap + self.side[1].cap) * sizeof(int64_t)
+        """Bytes this book holds in C memory (level chunks and their index, scratch buffer)."""
+        return (ap_side_nbytes(&self.side[0]) + ap_side_nbytes(&self.side[1])
                 + self.scratch_cap * sizeof(ap_change))
 
     def __sizeof__(self):

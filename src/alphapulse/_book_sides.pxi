@@ -16,34 +16,30 @@ cdef int _cmp_keyed(const void *a, const void *b) noexcept nogil:
 
 cdef int _build_side(const ap_change *lv, Py_ssize_t n, ap_side *out,
                      Py_ssize_t depth) noexcept nogil:
-    """A fresh side from snapshot levels: zero sizes skipped, a repeated price keeps its last
-    size, best `depth` kept.  Returns -1 on allocation failure (out left empty)."""
-    cdef Py_ssize_t m = 0, i, j, cap, lo
+    """A fresh side (into a zeroed *out) from snapshot levels: zero sizes skipped, a repeated
+    price keeps its last size, best `depth` kept.  Returns -1 on allocation failure."""
+    cdef Py_ssize_t m = 0, i, j
     cdef int64_t *keys
     cdef int64_t *sizes
     cdef int64_t t
     cdef bint ascending = True, descending = True
     cdef _keyed *tmp
-    out.keys = NULL
-    out.sizes = NULL
-    out.lo = out.hi = out.cap = 0
+    cdef int rc
     for i in range(n):
         if lv[i].size != 0:
             m += 1
-    cap = 2 * m + 16
-    keys = <int64_t *>malloc(<size_t>cap * sizeof(int64_t))
-    sizes = <int64_t *>malloc(<size_t>cap * sizeof(int64_t))
+    keys = <int64_t *>malloc(<size_t>(m + 1) * sizeof(int64_t))
+    sizes = <int64_t *>malloc(<size_t>(m + 1) * sizeof(int64_t))
     if keys == NULL or sizes == NULL:
         free(keys)
         free(sizes)
         return -1
-    lo = (cap - m) // 4
-    j = lo
+    j = 0
     for i in range(n):
         if lv[i].size != 0:
             keys[j] = lv[i].price if lv[i].side == 0 else -lv[i].price
             sizes[j] = lv[i].size
-            if j > lo:
+            if j > 0:
                 if keys[j] <= keys[j - 1]:
                     ascending = False
                 if keys[j] >= keys[j - 1]:
@@ -51,8 +47,8 @@ cdef int _build_side(const ap_change *lv, Py_ssize_t n, ap_side *out,
             j += 1
     if not ascending and descending:
         # Exchanges send best first, i.e. descending keys: reverse in place.
-        i = lo
-        j = lo + m - 1
+        i = 0
+        j = m - 1
         while i < j:
             t = keys[i]; keys[i] = keys[j]; keys[j] = t
             t = sizes[i]; sizes[i] = sizes[j]; sizes[j] = t
@@ -65,11 +61,11 @@ cdef int _build_side(const ap_change *lv, Py_ssize_t n, ap_side *out,
             free(sizes)
             return -1
         for i in range(m):
-            tmp[i].key = keys[lo + i]
-            tmp[i].size = sizes[lo + i]
+            tmp[i].key = keys[i]
+            tmp[i].size = sizes[i]
             tmp[i].order = i
         qsort(tmp, <size_t>m, sizeof(_keyed), _cmp_keyed)
-        j = lo
+        j = 0
         for i in range(m):
             if i + 1 < m and tmp[i + 1].key == tmp[i].key:
                 continue    # a later duplicate follows: it wins
@@ -77,15 +73,33 @@ cdef int _build_side(const ap_change *lv, Py_ssize_t n, ap_side *out,
             sizes[j] = tmp[i].size
             j += 1
         free(tmp)
-        m = j - lo
-    out.keys = keys
-    out.sizes = sizes
-    out.cap = cap
-    out.lo = lo
-    out.hi = lo + m
-    ap_side_truncate(out, depth)
-    return 0
+        m = j
+    # Keep the best `depth` (the highest keys, at the end).
+    i = m - depth if 0 < depth < m else 0
+    memset(out, 0, sizeof(ap_side))
+    rc = ap_side_assign(out, keys + i, sizes + i, m - i)
+    free(keys)
+    free(sizes)
+    return rc
 
+
+cdef inline void _reverse(int64_t *a, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0, j = n - 1
+    cdef int64_t t
+    while i < j:
+        t = a[i]; a[i] = a[j]; a[j] = t
+        i += 1
+        j -= 1
+
+
+cdef int64_t *_best_first(const ap_side *s) except? NULL:
+    """All levels of a side as one malloc'd array: keys[0:n] best first, sizes[n:2n]."""
+    cdef Py_ssize_t n = ap_side_count(s)
+    cdef int64_t *buf = <int64_t *>malloc(<size_t>(2 * n + 1) * sizeof(int64_t))
+    if buf == NULL:
+        raise MemoryError()
+    ap_side_top(s, n, buf, buf + n)
+    return buf
 
 
 def diff(OrderBook before not None, OrderBook after not None):
@@ -98,38 +112,46 @@ def diff(OrderBook before not None, OrderBook after not None):
     cdef Delta d = after._new_delta(
         ap_side_count(&before.side[0]) + ap_side_count(&after.side[0])
         + ap_side_count(&before.side[1]) + ap_side_count(&after.side[1]), False)
-    cdef Py_ssize_t n = 0, i, j, s
-    cdef ap_side *x
-    cdef ap_side *y
+    cdef Py_ssize_t n = 0, i, j, s, nx, ny
+    cdef int64_t *x = NULL
+    cdef int64_t *y = NULL
     cdef int64_t kx, ky
-    for s in range(2):
-        x = &before.side[s]
-        y = &after.side[s]
-        i = x.hi - 1
-        j = y.hi - 1
-        # Walk both sides from the best level down, like a merge.
-        while i >= x.lo or j >= y.lo:
-            if j < y.lo or (i >= x.lo and x.keys[i] > y.keys[j]):
-                kx = x.keys[i]
-                d.prices[n] = kx if s == 0 else -kx
-                d.sizes[n] = 0
-                n += 1
-                i -= 1
-            elif i < x.lo or y.keys[j] > x.keys[i]:
-                ky = y.keys[j]
-                d.prices[n] = ky if s == 0 else -ky
-                d.sizes[n] = y.sizes[j]
-                n += 1
-                j -= 1
-            else:
-                if x.sizes[i] != y.sizes[j]:
-                    ky = y.keys[j]
-                    d.prices[n] = ky if s == 0 else -ky
-                    d.sizes[n] = y.sizes[j]
+    try:
+        for s in range(2):
+            nx = ap_side_count(&before.side[s])
+            ny = ap_side_count(&after.side[s])
+            x = _best_first(&before.side[s])
+            y = _best_first(&after.side[s])
+            i = j = 0
+            # Walk both sides from the best level down, like a merge (keys descending).
+            while i < nx or j < ny:
+                if j >= ny or (i < nx and x[i] > y[j]):
+                    kx = x[i]
+                    d.prices[n] = kx if s == 0 else -kx
+                    d.sizes[n] = 0
                     n += 1
-                i -= 1
-                j -= 1
-        if s == 0:
-            d.n_bids = n
+                    i += 1
+                elif i >= nx or y[j] > x[i]:
+                    ky = y[j]
+                    d.prices[n] = ky if s == 0 else -ky
+                    d.sizes[n] = y[ny + j]
+                    n += 1
+                    j += 1
+                else:
+                    if x[nx + i] != y[ny + j]:
+                        ky = y[j]
+                        d.prices[n] = ky if s == 0 else -ky
+                        d.sizes[n] = y[ny + j]
+                        n += 1
+                    i += 1
+                    j += 1
+            free(x)
+            free(y)
+            x = y = NULL
+            if s == 0:
+                d.n_bids = n
+    finally:
+        free(x)
+        free(y)
     d.n = n
     return d
