@@ -13,6 +13,9 @@ record, a blocking recv, same decode and mirror apply): the usual way to do loca
     .venv/bin/python benchmarks/feed_latency.py [--rates 2000,20000] [--seconds 3] [--repeat 3]
     .venv/bin/python benchmarks/feed_latency.py --envelope      # the record envelope alone
 
+"hop" is the publication -> strategy part alone (now - the record's ts_pub): encoding hand-off,
+the transport, waking the strategy, decoding, the mirror apply.
+
 Frames are released in 1 ms batches at the given rate (exchange traffic is bursty too); each
 event's latency runs from its own ts_recv, so queueing inside a burst counts.  Prints markdown.
 """
@@ -107,7 +110,8 @@ def publisher(transport: str, directory: str, rate: int, seconds: float, conn: A
 
 # --- the strategy (this process) -------------------------------------------------------------
 
-def run(transport: str, rate: int, seconds: float, spin_us: float) -> np.ndarray:
+def run(transport: str, rate: int, seconds: float, spin_us: float) -> tuple[np.ndarray, np.ndarray]:
+    """(frame receipt -> strategy, publication -> strategy) latencies in ns, per book delta."""
     from alphapulse import OrderBook, wire
     from alphapulse import feed as apfeed
     from alphapulse.events import BookSnapshot, BookUpdate
@@ -120,7 +124,8 @@ def run(transport: str, rate: int, seconds: float, spin_us: float) -> np.ndarray
     proc.start()
     assert parent.recv() == "ready"
     lat: list[int] = []
-    append, clock = lat.append, time.time_ns
+    hop: list[int] = []
+    append, hop_append, clock = lat.append, hop.append, time.time_ns
     try:
         if transport == "ring":
             with apfeed.attach("bench", CHANNELS, directory=directory, spin_us=spin_us) as f:
@@ -129,7 +134,9 @@ def run(transport: str, rate: int, seconds: float, spin_us: float) -> np.ndarray
                 while True:
                     event = nxt(0.2)
                     if type(event) is BookUpdate:
-                        append(clock() - event.ts_recv)
+                        now = clock()
+                        append(now - event.ts_recv)
+                        hop_append(now - f.last_ts_pub)
                     elif event is None and parent.poll():
                         break
                 assert f.stats["overruns"] == 0, "the strategy fell behind"
@@ -139,10 +146,11 @@ def run(transport: str, rate: int, seconds: float, spin_us: float) -> np.ndarray
             sock.settimeout(0.2)
             parent.send("go")
             books: dict[tuple[str, str], Any] = {}
-            recv, decode = sock.recv, wire.decode
+            recv, decode, ts_pub = sock.recv, wire.decode, wire.ts_pub
             while True:
                 try:
-                    event = decode(recv(1 << 16))
+                    data = recv(1 << 16)
+                    event = decode(data)
                 except TimeoutError:
                     if parent.poll():
                         break
@@ -150,7 +158,9 @@ def run(transport: str, rate: int, seconds: float, spin_us: float) -> np.ndarray
                 cls = type(event)
                 if cls is BookUpdate:
                     books[(event.exchange, event.symbol)].apply_delta(event.delta)
-                    append(clock() - event.ts_recv)
+                    now = clock()
+                    append(now - event.ts_recv)
+                    hop_append(now - ts_pub(data))
                 elif cls is BookSnapshot:
                     d = event.delta
                     book = OrderBook(event.symbol, d.price_precision, d.size_precision)
@@ -165,7 +175,7 @@ def run(transport: str, rate: int, seconds: float, spin_us: float) -> np.ndarray
             proc.kill()
         import shutil
         shutil.rmtree(directory, ignore_errors=True)
-    return np.array(lat, dtype=np.int64)
+    return np.array(lat, dtype=np.int64), np.array(hop, dtype=np.int64)
 
 
 # --- the envelope alone ----------------------------------------------------------------------
@@ -236,14 +246,17 @@ def main() -> None:
         return
     print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f} python={sys.version.split()[0]}")
     print("| transport | strategy spin µs | rate msg/s | deltas | p50 µs | p99 µs | p99.9 µs "
-          "| p99 vs unix socket |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| p99 vs unix socket | hop p50 µs | hop p99 µs |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for rate in (int(r) for r in args.rates.split(",")):
         anchor_p99 = None
         for transport, spin in [("unix", 0.0)] + [("ring", float(s)) for s in args.spin.split(",")]:
-            p50s, p99s, p999s, counts = [], [], [], []
+            p50s, p99s, p999s, counts, h50s, h99s = [], [], [], [], [], []
             for _ in range(args.repeat):
-                lat = run(transport, rate, args.seconds, spin) / 1000.0
+                lat, hop = run(transport, rate, args.seconds, spin)
+                lat, hop = lat / 1000.0, hop / 1000.0
+                h50s.append(np.percentile(hop, 50))
+                h99s.append(np.percentile(hop, 99))
                 p50s.append(np.percentile(lat, 50))
                 p99s.append(np.percentile(lat, 99))
                 p999s.append(np.percentile(lat, 99.9))
@@ -255,7 +268,8 @@ def main() -> None:
             ratio = f"{p99 / anchor_p99:.2f}x" if anchor_p99 else "-"
             print(f"| {label} | {'-' if transport == 'unix' else f'{spin:g}'} | {rate:,} | "
                   f"{statistics.median(counts):,.0f} | {statistics.median(p50s):.1f} | {p99:.1f} | "
-                  f"{statistics.median(p999s):.1f} | {ratio} |", flush=True)
+                  f"{statistics.median(p999s):.1f} | {ratio} | {statistics.median(h50s):.1f} | "
+                  f"{statistics.median(h99s):.1f} |", flush=True)
 
 
 if __name__ == "__main__":

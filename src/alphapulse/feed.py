@@ -165,7 +165,7 @@ class Feed:
         self._missed = 0
         self._executor: ThreadPoolExecutor | None = None
         self.last_heartbeat_ns = time.time_ns()
-        self.last_ts_pub = 0
+        self._last = b""
         self.closed_reason: str | None = None
         self.stats: dict[str, int] = dict.fromkeys((
             "records", "trades", "snapshots", "updates", "skipped", "gaps", "arbitrage",
@@ -307,7 +307,7 @@ class Feed:
                 return self._take_overrun() or self._gone(exc)
             if record is None:
                 return self._take_overrun()
-            self.last_ts_pub = ts_pub(record)
+            self._last = record
             event = handle(record)
             if self._missed:
                 if event is not None:
@@ -344,6 +344,11 @@ class Feed:
                 if left <= 0:
                     return None
                 wait(min(left, 0.1))
+
+    @property
+    def last_ts_pub(self) -> int:
+        """When the server published the record behind the last event (ns; 0 before any)."""
+        return ts_pub(self._last) if self._last else 0
 
     @property
     def ended(self) -> bool:
