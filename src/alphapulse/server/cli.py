@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from alphapulse import __version__
@@ -58,6 +59,10 @@ def parse_config(argv: list[str] | None = None) -> Config:
     return load_config(flags, config_file=args.config)
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_config(argv)
@@ -68,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # A SIGTERM during start-up (before the event loop owns the signal) is a clean exit too.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     # Imported here so `--help`, `--version` and config errors stay fast and dependency-free.
     from .runtime import run
 
