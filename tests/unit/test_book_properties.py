@@ -235,3 +235,28 @@ def test_depth_limit_keeps_exactly_the_best_n(depth, levels, later) -> None:
         assert book.bid_count == min(depth, len(prices))
     bp = book.top(0)[0]
     assert isinstance(bp, np.ndarray) and len(bp) == book.bid_count
+
+
+@settings(SETTINGS, max_examples=10)
+@given(st.sampled_from([0, 150, 700]), st.randoms(use_true_random=False))
+def test_large_books_across_chunk_boundaries(depth, rnd) -> None:
+    """Books of thousands of levels (sides are stored in chunks of 128): random wide batches
+    split, merge and truncate chunks; the book must still equal the reference every step.
+    (Hypothesis picks the seed; plain random makes the bulk data cheaply.)"""
+    book = OrderBook("T", 0, 0, depth=depth)
+    ref = ReferenceBook(0, 0, depth)
+    mirror = OrderBook("T", 0, 0)
+    levels = [(rnd.randint(1, 3000), rnd.randint(1, 9)) for _ in range(rnd.randint(500, 1500))]
+    bids = [(str(p), str(s)) for p, s in levels if p <= 1500]
+    asks = [(str(p), str(s)) for p, s in levels if p > 1500]
+    mirror.apply_delta(book.snapshot(bids, asks))
+    ref.snapshot(bids, asks)
+    for _ in range(rnd.randint(1, 6)):
+        changes = [(rnd.choice(["bid", "ask"]), str(rnd.randint(1, 3000)), str(rnd.randint(0, 3)))
+                   for _ in range(rnd.randint(0, 400))]
+        mirror.apply_delta(book.apply(changes))
+        ref.apply(changes)
+        assert book.bids() == ref.bids() and book.asks() == ref.asks()
+        assert book.checksum() == ref.checksum() and mirror == book
+    clone = book.copy()
+    assert clone == book and diff(clone, book).changes == []
