@@ -8,10 +8,20 @@ the data region and then publishes it with one release store of ``head``; the re
 the other's counter and reloads it only when that copy says "full" / "empty", so in steady
 state each side touches only its own cache line plus the data.
 
-Waiting readers spin briefly and then sleep on a futex over ``head``.  The writer calls
-futex-wake only when the reader has raised its ``sleeping`` flag, so the publish path makes no
-syscall.  Sleeps are cut into slices so a writer killed with SIGKILL (which wakes nobody) is
-noticed through its pid and start time within a slice.
+``write_many`` frames a whole batch and stores ``head`` once, so the reader is not dragged
+into lock-step with the writer (one shared-line transfer per batch, not per record); likewise
+``read_many`` publishes ``tail`` once per batch.
+
+Waiting readers spin briefly (holding the GIL) and then sleep on a futex over ``head``.  The
+writer calls futex-wake only when the reader has raised its ``sleeping`` flag, so the publish
+path makes no syscall, and it publishes with a plain release store, no fence (see
+``ap_publish_head`` in _atomics.h for why a lost wake-up is bounded by a 2 ms first slice).
+Sleeps are cut into 50 ms slices so a writer killed with SIGKILL (which wakes nobody) is noticed
+through its pid and start time (a recycled pid or a zombie counts as dead) within a slice.
+
+Nothing read from the file is trusted: the header is validated before any offset derived from
+it is used, and every frame word is bounds-checked against the region and the published head
+before the bytes it describes are touched, so a corrupt file raises RingFormatError.
 
 This module knows nothing about files, paths or asyncio: ``alphapulse.ring`` creates, maps and
 validates files and hands the mapping here.  No asyncio and no other package module: only
