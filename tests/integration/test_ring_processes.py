@@ -466,3 +466,28 @@ def test_fanout_prunes_gone_readers(shm_dir):
         assert fan.prune(grace=0) == [c.path]
         assert ra.read() == b"tick" and fan.paths == [a.path]
         ra.close()
+
+
+def test_sleeping_reader_is_woken_by_the_writer(shm_dir):
+    """After 175 ms asleep (past the short first slice) a write wakes the reader through the
+    futex, not at the end of its 50 ms slice (which would come ~27 ms later): the median delay
+    over several tries is well below that.  (A generous bound: it checks that the wake-up
+    exists, not how fast it is.)"""
+    delays = []
+    with ring.create(shm_dir / "wake", CAP) as w, ring.attach(shm_dir / "wake", spin_us=0) as r:
+        for i in range(7):
+            stamp = []
+
+            def late_write() -> None:
+                stamp.append(time.perf_counter())
+                w.write(b"wake up")
+
+            timer = threading.Timer(0.175, late_write)
+            timer.start()
+            assert r.wait(5)
+            woke = time.perf_counter()
+            timer.join()
+            delays.append(woke - stamp[0])
+            assert r.read() == b"wake up"
+    delays.sort()
+    assert delays[len(delays) // 2] < 0.015, delays
