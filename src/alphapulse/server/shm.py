@@ -35,20 +35,18 @@ import os
 import selectors
 import shutil
 import socket
-import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import ring
 from .._book import OrderBook
 from .._ring import process_alive, process_start
 from ..errors import RingError
 from ..events import BookSnapshot, BookUpdate, Gap, Trade
-from ..feed import (CONTROL_SOCKET, DEFAULT_CAPACITY, MAX_CAPACITY, MAX_MESSAGE, MIN_CAPACITY,
-                     RING_SUFFIX, SERVER_INFO, WILDCARD, feed_dir, format_channel, parse_channel)
+from ..feed import CONTROL_SOCKET, RING_SUFFIX, SERVER_INFO, WILDCARD, feed_dir
 from ..wire import Arbitrage, Checksum, Control, Heartbeat, encode, encode_book
+from ._shm_control import ControlSocket
 from ._subscribers import Subscriber, matches
 
 log = logging.getLogger(__name__)
@@ -56,23 +54,13 @@ log = logging.getLogger(__name__)
 TICK_S = 0.05           # recovery snapshots and heartbeats are checked this often
 SWEEP_S = 1.0           # dead-reader sweep
 ATTACH_GRACE_S = 10.0   # a ring nobody attached to within this long is freed
-_UCRED = struct.Struct("3i")
 
 
 class FeedNameInUse(RingError):
     """Another live server already publishes under this name in this directory."""
 
 
-class _Conn:
-    __slots__ = ("sock", "pid", "uid", "buf", "sub")
-
-    def __init__(self, sock: socket.socket, pid: int, uid: int) -> None:
-        self.sock, self.pid, self.uid = sock, pid, uid
-        self.buf = bytearray()
-        self.sub: Subscriber | None = None
-
-
-class ShmPublisher:
+class ShmPublisher(ControlSocket):
     """Publishes hub events to attached strategies; see the module docstring.
 
     ``books(exchange, symbol)`` returns the server's live book or None while it is not live
@@ -481,145 +469,6 @@ class ShmPublisher:
                 elif sub.reader_seen or mono - sub.created > ATTACH_GRACE_S:
                     self._remove(sub, "reader gone")
 
-    # --- the control socket ----------------------------------------------------------------
-
-    def _service(self, timeout: float) -> None:
-        sel = self._sel
-        if sel is None:
-            return
-        for key, _ in sel.select(timeout):
-            if key.data is None:
-                self._accept()
-            else:
-                self._readable(key.data)
-
-    def _accept(self) -> None:
-        assert self._listen is not None and self._sel is not None
-        while True:
-            try:
-                sock, _ = self._listen.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            sock.setblocking(False)
-            pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                           _UCRED.size))
-            conn = _Conn(sock, pid, uid)
-            if uid != os.getuid() and os.getuid() != 0:
-                self._reply(conn, {"ok": False, "error": "permission denied: another user"})
-                sock.close()
-                continue
-            self._sel.register(sock, selectors.EVENT_READ, conn)
-
-    def _readable(self, conn: _Conn) -> None:
-        try:
-            data = conn.sock.recv(MAX_MESSAGE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._disconnect(conn)
-            return
-        conn.buf += data
-        while True:
-            line, sep, rest = conn.buf.partition(b"\n")
-            if not sep:
-                if len(conn.buf) > MAX_MESSAGE:
-                    self._disconnect(conn)
-                return
-            conn.buf = bytearray(rest)
-            if not self._reply(conn, self._request(conn, bytes(line))):
-                self._disconnect(conn)
-                return
-
-    def _reply(self, conn: _Conn, message: dict[str, Any]) -> bool:
-        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
-        try:
-            return conn.sock.send(data) == len(data)   # tiny replies; a full buffer = bad peer
-        except OSError:
-            return False
-
-    def _disconnect(self, conn: _Conn) -> None:
-        if self._sel is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self._sel.unregister(conn.sock)
-        conn.sock.close()
-        if conn.sub is not None:
-            self._remove(conn.sub, "strategy detached")
-            conn.sub = None
-
-    def _request(self, conn: _Conn, line: bytes) -> dict[str, Any]:
-        try:
-            msg = json.loads(line)
-            if type(msg) is not dict:
-                raise ValueError("a request is a JSON object")
-            op = msg.get("op")
-            if op == "attach":
-                return self._attach(conn, msg)
-            sub = conn.sub
-            if op == "channels":
-                return {"ok": True, "available": self.available()}
-            if sub is None:
-                raise ValueError(f"{op!r} before attach")
-            if op in ("subscribe", "unsubscribe"):
-                keys = {parse_channel(c) for c in _channel_list(msg)}
-                before = set(sub.channels)
-                if op == "subscribe":
-                    sub.channels.update(keys)
-                else:
-                    sub.channels.difference_update(keys)
-                self._routes.clear()
-                if op == "subscribe":
-                    self._stale_new_books(sub, before)
-                return {"ok": True, "channels": sorted(map(format_channel, sub.channels))}
-            if op == "resync":
-                books = msg.get("books")
-                keys2 = (list(self._natives) if books is None
-                         else [(str(b[0]), str(b[1])) for b in books])
-                sub.stale.update(k for k in keys2 if matches(sub, "book", *k))
-                return {"ok": True}
-            raise ValueError(f"unknown op {op!r}")
-        except (ValueError, TypeError, KeyError, IndexError, OSError) as exc:
-            return {"ok": False, "error": str(exc)}
-
-    def _attach(self, conn: _Conn, msg: dict[str, Any]) -> dict[str, Any]:
-        if conn.sub is not None:
-            raise ValueError("this connection is already attached")
-        if len(self._subs) >= self.max_subscribers:
-            raise ValueError(f"too many strategies attached ({self.max_subscribers})")
-        channels = {parse_channel(c) for c in _channel_list(msg)}
-        capacity = int(msg.get("capacity") or DEFAULT_CAPACITY)
-        if capacity < MIN_CAPACITY or capacity > MAX_CAPACITY or capacity & (capacity - 1):
-            raise ValueError(f"capacity must be a power of two in [{MIN_CAPACITY}, "
-                             f"{MAX_CAPACITY}], got {capacity}")
-        self._next_id += 1
-        sid = self._next_id
-        path = self.directory / f"sub-{sid}-{conn.pid}{RING_SUFFIX}"
-        writer = ring.create(path, capacity, policy="drop", mode=0o600)
-        sub = Subscriber(sid, conn.pid, str(msg.get("client", ""))[:64], writer, channels)
-        now = time.time_ns()
-        writer.write(encode(Control("hello", json.dumps({"server": self.name, "id": sid}), now)))
-        self._subs[sid] = sub
-        conn.sub = sub
-        self._routes.clear()
-        self.counters["attached"] += 1
-        self._stale_new_books(sub, set())
-        for key in list(sub.stale):   # first snapshots now, so they lead the ring
-            self._recover(sub, key, 0, now, now)
-        log.info("strategy %d (pid %d, %s) attached: %s", sid, conn.pid, sub.client,
-                 ", ".join(sorted(map(format_channel, channels))))
-        return {"ok": True, "ring": path.name, "id": sid, "server_pid": os.getpid(),
-                "channels": sorted(map(format_channel, channels)),
-                "heartbeat_ms": int(self.heartbeat_s * 1000)}
-
-    def _stale_new_books(self, sub: Subscriber, before: set[tuple[str, str, str]]) -> None:
-        """Books ``sub`` now gets and did not before start stale: a snapshot comes first."""
-        for key in self._natives:
-            if matches(sub, "book", *key) and not any(
-                    k == "book" and e in (WILDCARD, key[0]) and s in (WILDCARD, key[1])
-                    for k, e, s in before):
-                sub.stale.add(key)
-
     def _remove(self, sub: Subscriber, why: str) -> None:
         if self._subs.pop(sub.id, None) is None:
             return
@@ -643,13 +492,6 @@ class ShmPublisher:
         """Counters and one entry per attached strategy (for /health and metrics)."""
         return {**self.counters, "directory": str(self.directory),
                 "subscribers": [sub.describe() for sub in self._subs.values()]}
-
-
-def _channel_list(msg: dict[str, Any]) -> list[str]:
-    channels = msg.get("channels")
-    if not isinstance(channels, list) or not channels or len(channels) > 1000:
-        raise ValueError("'channels' must be a non-empty list of channel names")
-    return channels
 
 
 def make_publisher(runtime: Any, config: Any) -> ShmPublisher | None:
