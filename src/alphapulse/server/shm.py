@@ -384,8 +384,9 @@ class ShmPublisher(ControlSocket):
             log.error("snapshot of %s:%s (%d bytes) exceeds the ring's largest record for "
                       "subscriber %d", *key, len(data), sub.id)
             return False
-        w.write(data)
-        w.write(crc)
+        if not (w.write(data) and w.write(crc)):   # cannot happen after the room check, but
+            self._dropped(sub, now)                # a silent drop would strand the reader
+            return False
         sub.records += 2
         sub.snapshots += 1
         self.counters["snapshots"] += 1
@@ -402,8 +403,11 @@ class ShmPublisher(ControlSocket):
         for sub in targets:
             if not sub.overrun and key not in sub.stale:
                 w = sub.writer
-                if w.capacity - w.backlog > 4 * len(data) and w.write(data):
-                    sub.records += 1
+                if w.capacity - w.backlog > 4 * len(data):
+                    if w.write(data):
+                        sub.records += 1
+                    else:
+                        self._dropped(sub, now)
 
     # --- books -----------------------------------------------------------------------------
 
@@ -460,7 +464,8 @@ class ShmPublisher(ControlSocket):
             if beat:
                 w = sub.writer
                 if w.capacity - w.backlog > 256:
-                    w.write(encode(Heartbeat(os.getpid(), w.dropped, now)))
+                    if not w.write(encode(Heartbeat(os.getpid(), w.dropped, now))):
+                        self._dropped(sub, now)
         if mono >= self._next_sweep:
             self._next_sweep = mono + SWEEP_S
             for sub in list(self._subs.values()):
