@@ -351,6 +351,17 @@ class Feed:
         return ts_pub(self._last) if self._last else 0
 
     @property
+    def server_alive(self) -> bool:
+        """The server process runs and has not closed this feed (checked now, via the ring)."""
+        return not self._reader.closed and self._reader.writer_alive
+
+    @property
+    def heartbeat_age(self) -> float:
+        """Seconds since the server's last heartbeat was read: above a few heartbeat intervals
+        while ``server_alive``, the server is hung or this strategy is not reading."""
+        return max(0.0, (time.time_ns() - self.last_heartbeat_ns) / 1e9)
+
+    @property
     def ended(self) -> bool:
         """True once the server closed the feed cleanly and everything was read."""
         return self._ended

@@ -192,6 +192,10 @@ def test_gap_makes_mirror_stale_until_fresh_snapshot(shm_dir, publisher):
     with feedmod.attach("t1", ["book:kraken:BTC-USD"], directory=shm_dir) as feed:
         while not feed.synced("kraken", "BTC-USD"):
             feed.next(timeout=5)
+        assert feed.server_alive
+        time.sleep(0.3)   # the publisher beats every 0.1 s here
+        feed.poll()
+        assert feed.stats["heartbeats"] >= 1 and feed.heartbeat_age < 5
         publisher.call("gap", "kraken", "BTC-USD")
         event = feed.next(timeout=5)
         assert type(event).__name__ == "Gap"
