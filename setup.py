@@ -5,6 +5,7 @@ Environment switches (msgspec style):
   ALPHAPULSE_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer
   ALPHAPULSE_ANNOTATE=1  write Cython's HTML annotation next to each .pyx
 """
+import glob
 import os
 
 import numpy
@@ -32,6 +33,8 @@ def extension(name: str) -> Extension:
         define_macros=macros,
         extra_compile_args=compile_args,
         extra_link_args=link_args,
+        # headers are included at C compile time: a header-only change must rebuild the .so
+        depends=sorted(glob.glob("src/alphapulse/*.h")),
     )
 
 
