@@ -177,7 +177,7 @@ class OrderBook:
         """Independent copy (levels, precisions, depth, sequence)."""
     @property
     def nbytes(self) -> int:
-        """Bytes of C memory held (level arrays incl. slack, scratch)."""
+        """Bytes of C memory held (level chunks and their index, scratch)."""
     def __len__(self) -> int:
         """Levels on both sides."""
     def __eq__(self, other: object) -> bool:

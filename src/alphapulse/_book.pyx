@@ -1,7 +1,8 @@
 """Exact L2 order book on scaled int64 (the compiled core behind ``alphapulse.OrderBook``).
 
-Prices and sizes enter as decimal text and live as ``value * 10**precision`` in two sorted
-int64 arrays per side (see ``_levels.h`` for why the best level sits at the end).  Nothing
+Prices and sizes enter as decimal text and live as ``value * 10**precision`` in sorted int64
+(key, size) chunks per side (see ``_levels.h`` for the layout and why the best level sits at
+the end).  Nothing
 here ever converts a price to a binary float before deciding which level it is.  Every
 mutating call validates all of its input before touching the book, so a bad batch leaves
 the book exactly as it was.
