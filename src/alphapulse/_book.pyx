@@ -2,10 +2,9 @@
 
 Prices and sizes enter as decimal text and live as ``value * 10**precision`` in sorted int64
 (key, size) chunks per side (see ``_levels.h`` for the layout and why the best level sits at
-the end).  Nothing
-here ever converts a price to a binary float before deciding which level it is.  Every
-mutating call validates all of its input before touching the book, so a bad batch leaves
-the book exactly as it was.
+the end).  Nothing here ever converts a price to a binary float before deciding which level
+it is.  Every mutating call validates all of its input before touching the book, so a bad
+batch leaves the book exactly as it was.
 
 No asyncio and no other package module: only ``alphapulse.errors``.
 """
