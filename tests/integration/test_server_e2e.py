@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -199,6 +200,29 @@ async def test_ws_client_books_match_the_server(fixtures_dir: Path, tmp_path: Pa
         assert lines >= frames[exchange] > 1000, (exchange, lines, frames[exchange])
 
 
+def _healthy_client(url: str, channels: list[str], out: Any) -> None:
+    """Runs in its own process (its own core and loop, as a real remote client would): mirrors
+    the books until the stream has been idle for 2 s, then reports what it ended with."""
+    async def main() -> dict[str, Any]:
+        async with connect(url, max_size=1 << 22) as ws:
+            await ws.send(orjson.dumps({"op": "subscribe", "channels": channels}).decode())
+            client = MirrorClient(ws)
+            while True:
+                try:
+                    client.on_message(await asyncio.wait_for(ws.recv(), 2.0))
+                except asyncio.TimeoutError:
+                    if client.sequence:
+                        break
+            return {"errors": client.errors, "deltas": sum(client.deltas.values()),
+                    "books": {c: (client.sequence[c], b.checksum())
+                              for c, b in client.books.items()}}
+
+    try:
+        out.put(asyncio.run(main()))
+    except Exception as exc:   # report, so the test fails with the reason
+        out.put({"exception": repr(exc)})
+
+
 async def test_stalled_client_closed_1008_others_unaffected(
         fixtures_dir: Path, loopback_socket: socket.socket) -> None:
     async with running_server(fixtures_dir, loopback_socket,
@@ -212,23 +236,24 @@ async def test_stalled_client_closed_1008_others_unaffected(
         raw.connect(("127.0.0.1", port))
         stalled = await connect(url, sock=raw, max_queue=2)
         await stalled.send(subscribe)
-        async with connect(url + "?batch=1", max_size=1 << 22) as ws:
-            await ws.send(subscribe)
-            client = MirrorClient(ws)
-
-            def overflowed() -> bool:
-                return runtime.ws.stats["overflow_closed"] >= 1
-
-            await client.pump(overflowed, timeout=20)
-            # The healthy client keeps receiving, in sequence, to the very end.
-            await client.pump(lambda: _in_sync(runtime, client, replays), timeout=30)
-            assert client.errors == []
-            for channel in BOOKS:
-                _, exchange, symbol = channel.split(":")
-                assert client.books[channel].checksum() == runtime.book(exchange,
-                                                                        symbol).checksum()
-        assert runtime.ws.stats["overflow_closed"] == 1
-        assert sum(client.deltas.values()) > 1000
+        # The healthy client reads in another process, batch mode.
+        ctx = multiprocessing.get_context("spawn")
+        out = ctx.Queue()
+        healthy = ctx.Process(target=_healthy_client, args=(url + "?batch=1", BOOKS, out))
+        healthy.start()
+        try:
+            report = await asyncio.to_thread(out.get, True, 60)
+        finally:
+            await asyncio.to_thread(healthy.join, 10)
+        assert "exception" not in report, report
+        assert runtime.ws.stats["overflow_closed"] == 1     # the stalled one, and only it
+        assert report["errors"] == []                        # every delta in sequence
+        assert report["deltas"] > 1000
+        assert all(r.done for r in replays)
+        for channel in BOOKS:
+            _, exchange, symbol = channel.split(":")
+            book = runtime.book(exchange, symbol)
+            assert report["books"][channel] == (book.sequence, book.checksum()), channel
         # The stalled client, once it reads again, finds the policy close after its backlog.
         code = reason = None
         try:

@@ -296,7 +296,10 @@ class Runtime:
         self.app = build_app(self)
         uv_config = uvicorn.Config(
             self.app, host=config.host, port=config.port, log_level=config.log_level,
-            lifespan="on", access_log=False, ws_max_size=1 << 20, timeout_graceful_shutdown=3)
+            lifespan="on", access_log=False, ws_max_size=1 << 20, timeout_graceful_shutdown=3,
+            # Compressing every small market-data frame costs more CPU than the rest of the send
+            # path together; clients that want it can compress at the transport.
+            ws_per_message_deflate=False)
         self.server = _Server(uv_config)
         sock = self._sock if self._sock is not None else self._listen(config)
         self._owned_sock = sock if self._sock is None else None
@@ -318,7 +321,12 @@ class Runtime:
     def _listen(config: Config) -> socket.socket:
         try:
             family = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)[0][0]
-            return socket.create_server((config.host, config.port), family=family, backlog=2048)
+            sock = socket.create_server((config.host, config.port), family=family, backlog=2048)
+            # create_server() leaves proto 0, so asyncio does not set TCP_NODELAY on accepted
+            # connections; Nagle + delayed ACK then hold every second small write (HTTP body
+            # after headers, back-to-back WS frames) ~40 ms.  Linux copies it to accepted sockets.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
         except OSError as exc:
             raise ConfigError("--port" if exc.errno == errno.EADDRINUSE else "--host",
                               f"cannot listen on {config.host}:{config.port}: "
