@@ -6,9 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import alphapulse
-
-PACKAGE = Path(alphapulse.__file__).parent
+# The rules are about the sources (the installed package has no .pyx files).
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "alphapulse"
 
 LAYERS: dict[str, int] = {
     "errors": 0,
