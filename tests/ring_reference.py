@@ -61,7 +61,9 @@ class RingModel:
             pos = notice_at + NOTICE_FRAME
         start = self._place(pos, frame_size(len(data)))
         end = start + frame_size(len(data))
-        if end - self.tail > self.capacity:
+        # inside a drop episode nothing is written until the reader has freed half the ring
+        hold = self.pending and self.head - self.tail > self.capacity // 2
+        if hold or end - self.tail > self.capacity:
             if self.drop:
                 self.dropped += 1
                 self.pending += 1

@@ -70,6 +70,16 @@ cdef class Writer:
         off = pos & self._mask
         rec = pos + (cap - off) if off + frame > cap else pos
         end = rec + frame
+        if self._pending_missed and head - self._tail_cache > (cap >> 1):
+            # Inside a drop episode keep dropping until the reader has freed half the ring:
+            # otherwise a small record that happens to fit splits one lag into many overrun
+            # notices with stray records between them (issue 7, lagging-reader scenario).
+            self._tail_cache = ap_load_acquire_u64(&self._hdr.tail)
+            if head - self._tail_cache > (cap >> 1):
+                self._dropped += 1
+                self._pending_missed += 1
+                ap_store_relaxed_u64(&self._hdr.dropped, self._dropped)
+                return 0
         if end - self._tail_cache > cap:
             self._tail_cache = ap_load_acquire_u64(&self._hdr.tail)
             if end - self._tail_cache > cap:
