@@ -12,11 +12,9 @@ same book and apply the same diffs.  Only ``depthUpdate`` frames are counted and
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import random
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -25,27 +23,19 @@ from pathlib import Path
 import orjson
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 FIXTURES = Path(os.environ.get("ALPHAPULSE_FIXTURES", HERE.parents[1] / "shared" / "fixtures"))
+
+from _ingest_common import (  # noqa: E402
+    bench_orjson, feed_handler, interleaved_rates, loop_runner, offline_symbols, parse_args, pin,
+    print_header)
 
 from alphapulse.capture import read_frames  # noqa: E402
 from alphapulse.exchanges.binanceus import BinanceUSParser  # noqa: E402
 from alphapulse.symbols import from_native  # noqa: E402
 
 
-def pin(cpu: int) -> str:
-    try:
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to CPU {cpu}"
-    except (AttributeError, OSError) as exc:
-        return f"not pinned ({exc})"
-
-
-def timed(run, min_time: float = 0.3) -> float:  # noqa: ANN001
-    passes, total = 0, 0.0
-    while total < min_time:
-        total += run()
-        passes += 1
-    return total / passes
+MIN_TIME = 0.3          # seconds of passes per timing
 
 
 def generate(n: int, levels: int, seed: int = 11) -> tuple[dict[str, bytes], list[bytes]]:
@@ -126,19 +116,18 @@ def runner_alphapulse(snaps: dict[str, bytes], frames: list[bytes]) -> Callable[
 def _cryptofeed(snaps: dict[str, bytes]):  # noqa: ANN202
     from cryptofeed.defines import L2_BOOK
     from cryptofeed.exchanges import BinanceUS
-    from cryptofeed.symbols import Symbols
 
     info = {"symbols": [{"symbol": n, "baseAsset": from_native("binanceus", n).base,
                          "quoteAsset": from_native("binanceus", n).quote,
                          "filters": [{"tickSize": "0.01"}]} for n in snaps]}
-    Symbols.set(BinanceUS.id, *BinanceUS._parse_symbol_data(info))
+    offline_symbols(BinanceUS, info)
 
-    async def noop(*args: object, **kwargs: object) -> None:
+    async def count(*args: object, **kwargs: object) -> None:
         calls[0] += 1
 
     calls = [0]
     feed = BinanceUS(symbols=[from_native("binanceus", n).symbol for n in snaps],
-                     channels=[L2_BOOK], callbacks={L2_BOOK: noop})
+                     channels=[L2_BOOK], callbacks={L2_BOOK: count})
 
     class OfflineHTTP:                      # its REST snapshot, answered from memory
         async def read(self, url: str, **kwargs: object) -> str:
@@ -156,53 +145,18 @@ def runner_cryptofeed(snaps: dict[str, bytes], frames: list[bytes]) -> Callable[
 
     async def drive() -> float:
         feed, calls = _cryptofeed(snaps)
-        handler = feed.message_handler
         for native in snaps:                    # its snapshot fetch, outside the timing
             await feed._snapshot(native)
-        t0 = time.perf_counter()
-        for msg in texts:
-            await handler(msg, None, 1.0)
-        dt = time.perf_counter() - t0
+        dt = await feed_handler(feed.message_handler, texts)
         # every diff reached its book (no silent reset): one callback per snapshot and diff
         assert calls[0] == len(snaps) + len(texts), (calls[0], len(snaps), len(texts))
         return dt
 
-    def run() -> float:
-        return loop.run_until_complete(drive())
-    run()
-    return run
-
-
-def interleaved(ours: Callable[[], float], theirs: Callable[[], float], n: int,
-                repeat: int) -> tuple[float, float, float]:
-    """Median msgs/s of each and the median of the per-round ratios: rounds alternate the two
-    so that both see the same machine load (the box is shared)."""
-    mine, cf, ratios = [], [], []
-    for _ in range(repeat):
-        a = n / timed(ours)
-        b = n / timed(theirs)
-        mine.append(a)
-        cf.append(b)
-        ratios.append(a / b)
-    return statistics.median(mine), statistics.median(cf), statistics.median(ratios)
-
-
-def bench_orjson(frames: list[bytes], repeat: int) -> float:
-    def run() -> float:
-        loads = orjson.loads
-        t0 = time.perf_counter()
-        for f in frames:
-            loads(f)
-        return time.perf_counter() - t0
-    return statistics.median(len(frames) / timed(run) for _ in range(repeat))
+    return loop_runner(drive, loop)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=50_000, help="generated stream: depth events")
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--cpu", type=int, default=os.cpu_count() - 1 if os.cpu_count() else 0)
-    args = ap.parse_args()
+    args = parse_args(__doc__, "generated stream: depth events")
     where = pin(args.cpu)
     import logging
     logging.disable(logging.WARNING)
@@ -214,18 +168,17 @@ def main() -> None:
         ("generated depth events, 1 level/msg", generate(args.n, 1)),
         ("generated depth events, 10 levels/msg", generate(args.n, 10)),
     ]
-    print(f"Binance.US depth ingest, one core ({where}), median of {args.repeat} alternating rounds (ratio = median of per-round ratios); "
-          f"python {sys.version.split()[0]}")
-    print()
-    print("| stream | depth msgs | AlphaPulse msgs/s | cryptofeed 2.4.1 msgs/s | ratio |")
-    print("|---|---:|---:|---:|---:|")
+    print_header(f"Binance.US depth ingest, one core ({where}), median of {args.repeat} "
+                 "alternating rounds (ratio = median of per-round ratios)",
+                 ["stream", "depth msgs", "AlphaPulse msgs/s", "cryptofeed 2.4.1 msgs/s", "ratio"])
     for label, (snaps, frames) in rows:
-        mine, cf, ratio = interleaved(runner_alphapulse(snaps, frames),
-                                      runner_cryptofeed(snaps, frames), len(frames), args.repeat)
+        mine, cf, ratio = interleaved_rates(runner_alphapulse(snaps, frames),
+                                            runner_cryptofeed(snaps, frames), len(frames),
+                                            args.repeat, MIN_TIME)
         print(f"| {label} | {len(frames):,} | {mine:,.0f} | {cf:,.0f} | {ratio:.2f}x |")
     for label, (snaps, frames) in rows[2:]:
         print(f"| orjson.loads alone, {label.split(', ')[1]} (ceiling reference) | | "
-              f"{bench_orjson(frames, args.repeat):,.0f} | | |")
+              f"{bench_orjson(frames, args.repeat, MIN_TIME):,.0f} | | |")
 
 
 if __name__ == "__main__":

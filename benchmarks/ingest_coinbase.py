@@ -17,11 +17,9 @@ same parsing work, so the throughput comparison stands, but its books are wrong.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import random
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -30,26 +28,18 @@ from pathlib import Path
 import orjson
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 FIXTURES = Path(os.environ.get("ALPHAPULSE_FIXTURES", HERE.parents[1] / "shared" / "fixtures"))
+
+from _ingest_common import (  # noqa: E402
+    bench_orjson, feed_handler, interleaved_rates, loop_runner, noop, offline_symbols, parse_args,
+    pin, print_header)
 
 from alphapulse.capture import read_frames  # noqa: E402
 from alphapulse.exchanges.coinbase import CoinbaseParser  # noqa: E402
 
 
-def pin(cpu: int) -> str:
-    try:
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to CPU {cpu}"
-    except (AttributeError, OSError) as exc:
-        return f"not pinned ({exc})"
-
-
-def timed(run, min_time: float = 0.3) -> float:  # noqa: ANN001
-    passes, total = 0, 0.0
-    while total < min_time:
-        total += run()
-        passes += 1
-    return total / passes
+MIN_TIME = 0.3          # seconds of passes per timing
 
 
 def generate(n: int, levels: int, seed: int = 7) -> list[bytes]:
@@ -99,16 +89,11 @@ def runner_alphapulse(frames: list[bytes], symbols: list[str]) -> Callable[[], f
 def _cryptofeed(symbols: list[str]):  # noqa: ANN202
     from cryptofeed.defines import L2_BOOK, TRADES
     from cryptofeed.exchanges import Coinbase
-    from cryptofeed.symbols import Symbols
 
     # Offline: feed cryptofeed's own symbol parser a minimal product list (no network).
     products = [{"base_currency_id": s.split("-")[0], "quote_currency_id": s.split("-")[1],
                  "quote_increment": "0.01", "product_id": s} for s in symbols]
-    Symbols.set(Coinbase.id, *Coinbase._parse_symbol_data({"products": products}))
-
-    async def noop(*args: object, **kwargs: object) -> None:
-        pass
-
+    offline_symbols(Coinbase, {"products": products})
     return Coinbase(symbols=symbols, channels=[L2_BOOK, TRADES],
                     callbacks={L2_BOOK: noop, TRADES: noop})
 
@@ -119,48 +104,13 @@ def runner_cryptofeed(frames: list[bytes], symbols: list[str]) -> Callable[[], f
     loop = asyncio.new_event_loop()        # kept for the whole process (a benchmark script)
 
     async def drive() -> float:
-        handler = _cryptofeed(symbols).message_handler
-        t0 = time.perf_counter()
-        for msg in texts:
-            await handler(msg, None, 1.0)
-        return time.perf_counter() - t0
+        return await feed_handler(_cryptofeed(symbols).message_handler, texts)
 
-    def run() -> float:
-        return loop.run_until_complete(drive())
-    run()
-    return run
-
-
-def interleaved(ours: Callable[[], float], theirs: Callable[[], float], n: int,
-                repeat: int) -> tuple[float, float, float]:
-    """Median msgs/s of each and the median of the per-round ratios: rounds alternate the two
-    so that both see the same machine load (the box is shared)."""
-    mine, cf, ratios = [], [], []
-    for _ in range(repeat):
-        a = n / timed(ours)
-        b = n / timed(theirs)
-        mine.append(a)
-        cf.append(b)
-        ratios.append(a / b)
-    return statistics.median(mine), statistics.median(cf), statistics.median(ratios)
-
-
-def bench_orjson(frames: list[bytes], repeat: int) -> float:
-    def run() -> float:
-        loads = orjson.loads
-        t0 = time.perf_counter()
-        for f in frames:
-            loads(f)
-        return time.perf_counter() - t0
-    return statistics.median(len(frames) / timed(run) for _ in range(repeat))
+    return loop_runner(drive, loop)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=50_000, help="generated stream: update messages")
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--cpu", type=int, default=os.cpu_count() - 1 if os.cpu_count() else 0)
-    args = ap.parse_args()
+    args = parse_args(__doc__, "generated stream: update messages")
     where = pin(args.cpu)
     import logging
     logging.disable(logging.WARNING)     # cryptofeed warns on every ticker/heartbeat frame
@@ -174,17 +124,16 @@ def main() -> None:
         ("generated l2_data updates, 1 level/msg", generate(args.n, 1), ["BTC-USD"]),
         ("generated l2_data updates, 10 levels/msg", generate(args.n, 10), ["BTC-USD"]),
     ]
-    print(f"Coinbase Advanced Trade ingest, one core ({where}), median of {args.repeat} alternating rounds (ratio = median of per-round ratios); "
-          f"python {sys.version.split()[0]}")
-    print()
-    print("| stream | msgs | AlphaPulse msgs/s | cryptofeed 2.4.1 msgs/s | ratio |")
-    print("|---|---:|---:|---:|---:|")
+    print_header(f"Coinbase Advanced Trade ingest, one core ({where}), median of {args.repeat} "
+                 "alternating rounds (ratio = median of per-round ratios)",
+                 ["stream", "msgs", "AlphaPulse msgs/s", "cryptofeed 2.4.1 msgs/s", "ratio"])
     for label, frames, symbols in rows:
-        mine, cf, ratio = interleaved(runner_alphapulse(frames, symbols),
-                                      runner_cryptofeed(frames, symbols), len(frames), args.repeat)
+        mine, cf, ratio = interleaved_rates(runner_alphapulse(frames, symbols),
+                                            runner_cryptofeed(frames, symbols), len(frames),
+                                            args.repeat, MIN_TIME)
         print(f"| {label} | {len(frames):,} | {mine:,.0f} | {cf:,.0f} | {ratio:.2f}x |")
     for levels in (1, 10):
-        oj = bench_orjson(rows[2 if levels == 1 else 3][1], args.repeat)
+        oj = bench_orjson(rows[2 if levels == 1 else 3][1], args.repeat, MIN_TIME)
         print(f"| orjson.loads alone, {levels} level(s)/msg (ceiling reference) | | {oj:,.0f} "
               f"| | |")
 

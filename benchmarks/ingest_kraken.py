@@ -16,41 +16,26 @@ checksum matched.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
-
-import orjson
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 FIXTURES = Path(os.environ.get("ALPHAPULSE_FIXTURES", HERE.parents[1] / "shared" / "fixtures"))
 
+from _ingest_common import (  # noqa: E402
+    feed_handler, interleaved, loop_runner, noop, offline_symbols, orjson_runner, parse_args, pin,
+    print_header)
 from _kraken_stream import generate  # noqa: E402
 
 from alphapulse.capture import read_frames  # noqa: E402
 from alphapulse.exchanges.kraken import KrakenParser  # noqa: E402
 
 
-def pin(cpu: int) -> str:
-    try:
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to CPU {cpu}"
-    except (AttributeError, OSError) as exc:
-        return f"not pinned ({exc})"
-
-
-def timed(run, min_time: float = 0.2) -> float:  # noqa: ANN001
-    """Seconds per pass of ``run`` (repeated until ``min_time`` elapsed)."""
-    passes, total = 0, 0.0
-    while total < min_time:
-        total += run()
-        passes += 1
-    return total / passes
+MIN_TIME = 0.2          # seconds of passes per timing
 
 
 def alphapulse_runner(frames: list[bytes], book_msgs: int):  # noqa: ANN201
@@ -71,14 +56,9 @@ def alphapulse_runner(frames: list[bytes], book_msgs: int):  # noqa: ANN201
 def _cryptofeed_kraken(depth: int):  # noqa: ANN202
     from cryptofeed.defines import L2_BOOK
     from cryptofeed.exchanges import Kraken
-    from cryptofeed.symbols import Symbols
 
     # Offline: give cryptofeed's own symbol parser a minimal AssetPairs answer (no network).
-    Symbols.set(Kraken.id, *Kraken._parse_symbol_data({"result": {"XXBTZUSD": {"wsname": "XBT/USD"}}}))
-
-    async def noop(*args: object) -> None:
-        pass
-
+    offline_symbols(Kraken, {"result": {"XXBTZUSD": {"wsname": "XBT/USD"}}})
     return Kraken(symbols=["BTC-USD"], channels=[L2_BOOK], callbacks={L2_BOOK: noop},
                   checksum_validation=True, max_depth=depth)
 
@@ -86,42 +66,7 @@ def _cryptofeed_kraken(depth: int):  # noqa: ANN202
 def cryptofeed_runner(frames: list[bytes], depth: int, loop: asyncio.AbstractEventLoop):  # noqa: ANN201
     texts = [f.decode() for f in frames]              # what its websocket layer hands it
     feed = _cryptofeed_kraken(depth)
-
-    async def drive() -> float:
-        handler = feed.message_handler
-        t0 = time.perf_counter()
-        for msg in texts:
-            await handler(msg, None, 1.0)
-        return time.perf_counter() - t0
-
-    def run() -> float:
-        return loop.run_until_complete(drive())
-    run()
-    return run
-
-
-def orjson_runner(frames: list[bytes]):  # noqa: ANN201
-    def run() -> float:
-        loads = orjson.loads
-        t0 = time.perf_counter()
-        for f in frames:
-            loads(f)
-        return time.perf_counter() - t0
-    return run
-
-
-def interleaved(a, b, repeat: int) -> tuple[float, float, float]:  # noqa: ANN001
-    """Median seconds per pass of a and b, and the median of the per-round ratios b/a.
-
-    Alternating the two in every round keeps a shared machine's load drift out of the ratio.
-    """
-    ta, tb, ratios = [], [], []
-    for _ in range(repeat):
-        x, y = timed(a), timed(b)
-        ta.append(x)
-        tb.append(y)
-        ratios.append(y / x)
-    return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
+    return loop_runner(lambda: feed_handler(feed.message_handler, texts), loop)
 
 
 def load_generated(n: int) -> tuple[list[bytes], list[bytes]]:
@@ -140,11 +85,7 @@ def is_book(frame: bytes) -> bool:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=50_000, help="generated stream: book updates")
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--cpu", type=int, default=os.cpu_count() - 1 if os.cpu_count() else 0)
-    args = ap.parse_args()
+    args = parse_args(__doc__, "generated stream: book updates")
     where = pin(args.cpu)
     gen_v2, gen_v1 = load_generated(args.n)
     clean = [f for f in read_frames(FIXTURES / "generated" / "kraken-clean.jsonl") if is_book(f)]
@@ -159,20 +100,19 @@ def main() -> None:
         ("fixture kraken/v2-book 2023-07-30, depth 10", real_v2, None, 10),
         ("fixture kraken/v1-book 2023-08-30, depth 10", real_v1, real_v1, 10),
     ]
-    print(f"Kraken book ingest, one core ({where}), median of {args.repeat} interleaved rounds; "
-          f"python {sys.version.split()[0]}")
-    print()
-    print("| stream | book msgs | AlphaPulse msgs/s | cryptofeed 2.4.1 msgs/s | AlphaPulse / cryptofeed "
-          "| orjson.loads alone msgs/s | AlphaPulse cost in orjson.loads |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print_header(f"Kraken book ingest, one core ({where}), median of {args.repeat} interleaved rounds",
+                 ["stream", "book msgs", "AlphaPulse msgs/s", "cryptofeed 2.4.1 msgs/s",
+                  "AlphaPulse / cryptofeed", "orjson.loads alone msgs/s",
+                  "AlphaPulse cost in orjson.loads"])
     loop = asyncio.new_event_loop()
     for label, ours, theirs, depth in rows:
         n_book = sum(1 for f in ours if is_book(f))
         mine = alphapulse_runner(ours, n_book)
-        t_oj, t_me, cost = interleaved(orjson_runner(ours), mine, args.repeat)
+        t_oj, t_me, cost = interleaved(orjson_runner(ours), mine, args.repeat, MIN_TIME)
         oj = f"{len(ours) / t_oj:,.0f}"
         if theirs is not None:
-            t_me2, t_cf, ratio = interleaved(mine, cryptofeed_runner(theirs, depth, loop), args.repeat)
+            t_me2, t_cf, ratio = interleaved(mine, cryptofeed_runner(theirs, depth, loop), args.repeat,
+                                          MIN_TIME)
             print(f"| {label} | {n_book:,} | {n_book / t_me:,.0f} | {n_book / t_cf:,.0f} | "
                   f"{ratio:.2f}x | {oj} | {cost:.1f}x |")
         else:
