@@ -29,12 +29,16 @@ from ..errors import ProtocolError
 from ..symbols import Instrument, from_native, instrument
 from ._kraken_v1 import KrakenV1Mixin, _epoch_text_ns  # noqa: F401 - re-exported
 from .base import _FRAME_ERRORS, LIVE, FeedParser, MarketDataCollector, make_book_update
+from .parser import HOTPATH_MISSING
 
-try:  # the compiled scanner for the hottest frame shape; without it, the bytes.find path
+try:  # the compiled scanners for the hottest frame shapes; a missing build is a loud error
     from ._hotpath import scan_book_update as _scan
     from ._hotpath import scan_v1_book_update as _scan_v1
-except ImportError:  # pragma: no cover - a source tree without built extensions
-    _scan = _scan_v1 = None
+except ImportError as exc:
+    raise ImportError(HOTPATH_MISSING) from exc
+# Test-oracle switch, not a fallback: setting ``_scan`` / ``_scan_v1`` to None (the unit tests
+# monkeypatch them) routes the same frames through the pure-Python bytes.find path, so both
+# paths are checked against each other.
 
 __all__ = ["KrakenCollector", "KrakenParser"]
 

@@ -19,7 +19,19 @@ from ..errors import BookError, ProtocolError
 from ..events import BookSnapshot, BookUpdate, Event, Gap, Rejected, Trade
 from ..symbols import Instrument, from_native, instrument
 
-__all__ = ["LIVE", "RESYNCING", "SYNCING", "FeedParser", "LogLimiter", "make_book_update"]
+HOTPATH_MISSING = ("alphapulse.exchanges._hotpath is not built: run pip install . or "
+                   "python setup.py build_ext --inplace")
+
+# STYLE: a missing compiled module is a loud error, never a silent slow fallback.  The pure
+# Python equivalents stay only as explicit test oracles (``_book_update_maker(compiled=False)``,
+# ``kraken._scan = None``).
+try:
+    from ._hotpath import new_book_event
+except ImportError as exc:
+    raise ImportError(HOTPATH_MISSING) from exc
+
+__all__ = ["HOTPATH_MISSING", "LIVE", "RESYNCING", "SYNCING", "FeedParser", "LogLimiter",
+           "make_book_update"]
 
 log = logging.getLogger("alphapulse.exchanges")
 
@@ -30,22 +42,21 @@ _FRAME_ERRORS = (ProtocolError, BookError, KeyError, TypeError, IndexError, Attr
                  ValueError, RecursionError)
 
 
-def _book_update_maker() -> Callable[..., BookUpdate]:
+def _book_update_maker(compiled: bool = True) -> Callable[..., BookUpdate]:
     """``BookUpdate(...)`` for the hot path, three times as fast.
 
     A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` by name;
-    setting the same slots directly (from C in ``_hotpath``, else through the slot
-    descriptors) builds an identical object for less.  Falls back to the constructor if the
-    event's fields ever change.
+    setting the same slots directly (from C in ``_hotpath``) builds an identical object for
+    less.  Falls back to the constructor if the event's fields ever change.
+
+    ``compiled=False`` builds the pure-Python equivalent (through the slot descriptors): an
+    explicit oracle for tests, never a silent substitute; the compiled module is imported at
+    package import (see :data:`HOTPATH_MISSING`).
     """
     names = ("exchange", "symbol", "native_symbol", "delta", "ts_event", "ts_recv")
     if tuple(f.name for f in dataclasses.fields(BookUpdate)) != names:
         return BookUpdate
-    try:
-        from ._hotpath import new_book_event
-    except ImportError:  # pragma: no cover - a source tree without built extensions
-        new_book_event = None
-    if new_book_event is not None:
+    if compiled:
         return functools.partial(new_book_event, BookUpdate)
     new = object.__new__
     s_ex, s_sym, s_nat, s_delta, s_te, s_tr = (
