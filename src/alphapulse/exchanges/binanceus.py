@@ -30,7 +30,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection
 
 from .._book import OrderBook
-from ..errors import ProtocolError
+from ..errors import BookError, ProtocolError
 from ..events import Event
 from ..symbols import from_native, instrument, stream_name
 from ._http import WeightLimiter, http_get
@@ -94,7 +94,14 @@ class BinanceUSParser(FeedParser):
         self._bridge.discard(symbol)
         last = self._last_u.get(symbol, -1)
         for first, final, changes, ts_event in self._buffer.pop(symbol, ()):
-            if final > last and self.apply_update(book, changes, ts_event, ts_event):
+            if final <= last:
+                continue
+            try:
+                applied = self.apply_update(book, changes, ts_event, ts_event)
+            except BookError as exc:      # buffered unvalidated: reject it as feed() would
+                self.reject(f"bad_{exc.field or 'level'}", str(exc), ts_event)
+                continue
+            if applied:
                 last = self._last_u[symbol] = final
 
     def stats(self) -> dict[str, Any]:
