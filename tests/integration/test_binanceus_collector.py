@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 
 from alphapulse.capture import read_frames
-from alphapulse.events import Gap, Trade
+from alphapulse.events import Gap
 from alphapulse.exchanges import get_collector
 from alphapulse.exchanges._http import WeightLimiter, http_get
 from alphapulse.exchanges.binanceus import BinanceUSCollector, BinanceUSParser
 from alphapulse.replay import Faults, ReplayServer, serve
+
+from _collector_helpers import all_books_live, assert_truth, run_until_drained, tob, trade_ids, truth
 
 REAL = {  # SOURCES.md: file -> (symbol, best bid, best ask)
     "2021-04-17-btcusdt": ("BTC-USDT", "60484.72", "60494.05"),
@@ -28,10 +30,6 @@ REAL = {  # SOURCES.md: file -> (symbol, best bid, best ask)
     "2021-10-12-omgbusd": ("OMG-BUSD", "13.7307", "13.7728"),
     "2021-10-12-zrxusdt": ("ZRX-USDT", "0.9947", "0.9978"),
 }
-
-
-def truth(fixtures_dir: Path, name: str) -> dict:
-    return json.loads((fixtures_dir / "generated" / f"{name}.truth.json").read_text())
 
 
 async def collect(path: Path | list[Path], sock: socket.socket, *, faults: Faults | None = None,
@@ -46,41 +44,13 @@ async def collect(path: Path | list[Path], sock: socket.socket, *, faults: Fault
         url = server.ws_url.rstrip("/") + url_path
         collector = BinanceUSCollector(symbols or ["BTC-USD"], url=url,
                                        rest_url=server.rest_url, sink=events.append, **options)
-        task = asyncio.create_task(collector.run())
-        try:
-            await server.wait_done(timeout)
-            deadline = time.monotonic() + timeout
-            last, since = -1, time.monotonic()
-            while time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-                seen = collector.stats["messages"]
-                live = collector.books and all(collector.state(s) == "live"
-                                               for s in collector.books)
-                if seen >= server.messages_sent + collector.rest_requests - sum(
-                        collector.rest_errors.values()) and live:
-                    break
-                if seen != last:
-                    last, since = seen, time.monotonic()
-                elif time.monotonic() - since > settle and live:
-                    break
-        finally:
-            await collector.stop()
-            await asyncio.wait_for(task, 10)
+        # every frame sent plus every REST body that was answered (errors are not fed)
+        await run_until_drained(
+            server, collector, timeout=timeout, settle=settle,
+            expected=lambda: server.messages_sent + collector.rest_requests - sum(
+                collector.rest_errors.values()),
+            live=lambda: all_books_live(collector))
     return collector, events, server
-
-
-def tob(c: BinanceUSCollector, symbol: str) -> tuple[Decimal, Decimal]:
-    book = c.books[symbol]
-    return Decimal(book.best_bid()[0]), Decimal(book.best_ask()[0])
-
-
-def assert_truth(c: BinanceUSCollector, t: dict) -> None:
-    assert tob(c, "BTC-USD") == (Decimal(t["final_best_bid"]), Decimal(t["final_best_ask"]))
-    assert c.state("BTC-USD") == "live"
-
-
-def trade_ids(events: list) -> list[int]:
-    return [int(e.trade_id) for e in events if isinstance(e, Trade)]
 
 
 def test_registry_and_urls(monkeypatch: pytest.MonkeyPatch) -> None:

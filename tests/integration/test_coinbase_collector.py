@@ -2,10 +2,7 @@
 WebSocket handshakes, the live code path; faults injected by the server."""
 from __future__ import annotations
 
-import asyncio
-import json
 import socket
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,18 +11,16 @@ import orjson
 import pytest
 
 from alphapulse.capture import read_frames
-from alphapulse.events import Gap, Trade
+from alphapulse.events import Gap
 from alphapulse.exchanges import get_collector
 from alphapulse.exchanges.coinbase import EXCHANGE_URL, CoinbaseCollector, CoinbaseParser
 from alphapulse.replay import Faults, ReplayServer, serve
 
+from _collector_helpers import all_books_live, assert_truth, run_until_drained, tob, trade_ids, truth
+
 AT_REAL = "coinbase/advanced-trade-btcusd-ethusd-2026-08-09.jsonl"
 EXCHANGE_REAL = "coinbase/exchange-feed-level2-ticker-matches-2021-04-17-a.jsonl"
 EXCHANGE_PRODUCTS = ["SKL-USD", "DASH-BTC", "BAND-BTC", "NU-GBP", "SKL-GBP", "CRV-EUR"]
-
-
-def truth(fixtures_dir: Path, name: str) -> dict:
-    return json.loads((fixtures_dir / "generated" / f"{name}.truth.json").read_text())
 
 
 async def collect(path: Path | list[Path], sock: socket.socket, *, faults: Faults | None = None,
@@ -38,40 +33,10 @@ async def collect(path: Path | list[Path], sock: socket.socket, *, faults: Fault
         options.setdefault("backoff_initial", 0.05)
         collector = CoinbaseCollector(symbols or ["BTC-USD"], url=server.ws_url,
                                       sink=events.append, **options)
-        task = asyncio.create_task(collector.run())
-        try:
-            await server.wait_done(timeout)
-            deadline = time.monotonic() + timeout
-            last, since = -1, time.monotonic()
-            while time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-                seen = collector.stats["messages"]
-                live = bool(collector.books) and not collector.parser.pending_resync and \
-                    all(collector.state(s) == "live" for s in collector.books)
-                if seen >= server.messages_sent and live:
-                    break
-                if seen != last:
-                    last, since = seen, time.monotonic()
-                elif time.monotonic() - since > settle and live:
-                    break                       # frames lost in a dropped connection
-        finally:
-            await collector.stop()
-            await asyncio.wait_for(task, 10)
+        await run_until_drained(
+            server, collector, timeout=timeout, settle=settle,
+            live=lambda: all_books_live(collector) and not collector.parser.pending_resync)
     return collector, events, server
-
-
-def tob(c: CoinbaseCollector, symbol: str) -> tuple[Decimal, Decimal]:
-    book = c.books[symbol]
-    return Decimal(book.best_bid()[0]), Decimal(book.best_ask()[0])
-
-
-def assert_truth(c: CoinbaseCollector, t: dict) -> None:
-    assert tob(c, "BTC-USD") == (Decimal(t["final_best_bid"]), Decimal(t["final_best_ask"]))
-    assert c.state("BTC-USD") == "live"
-
-
-def trade_ids(events: list) -> list[int]:
-    return [int(e.trade_id) for e in events if isinstance(e, Trade)]
 
 
 def test_registry_and_urls(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,9 @@ from alphapulse.exchanges.kraken import KrakenCollector, KrakenParser
 from alphapulse.replay import Faults, ReplayServer, serve
 from alphapulse.symbols import from_native
 
+from _collector_helpers import run_until_drained, truth
+
 GENERATED = ("kraken-clean", "arb-kraken")
-
-
-def truth(fixtures_dir: Path, name: str) -> dict:
-    return json.loads((fixtures_dir / "generated" / f"{name}.truth.json").read_text())
 
 
 async def collect(path: Path, sock: socket.socket, *, faults: Faults | None = None,
@@ -34,23 +31,7 @@ async def collect(path: Path, sock: socket.socket, *, faults: Faults | None = No
         options.setdefault("backoff_initial", 0.05)
         collector = KrakenCollector(symbols or ["BTC-USD"], url=server.ws_url,
                                     sink=events.append, **options)
-        task = asyncio.create_task(collector.run())
-        try:
-            await server.wait_done(timeout)
-            deadline = time.monotonic() + timeout
-            last, since = -1, time.monotonic()
-            while time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-                seen = collector.stats["messages"]
-                if seen >= server.messages_sent:
-                    break
-                if seen != last:
-                    last, since = seen, time.monotonic()
-                elif time.monotonic() - since > 0.6:   # frames lost in a dropped connection
-                    break
-        finally:
-            await collector.stop()
-            await asyncio.wait_for(task, 10)
+        await run_until_drained(server, collector, timeout=timeout, settle=0.6)
     return collector, events, server
 
 
