@@ -16,7 +16,6 @@ import asyncio
 import os
 import random
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +27,7 @@ FIXTURES = Path(os.environ.get("ALPHAPULSE_FIXTURES", HERE.parents[1] / "shared"
 
 from _ingest_common import (  # noqa: E402
     bench_orjson, feed_handler, interleaved_rates, loop_runner, offline_symbols, parse_args, pin,
-    print_header)
+    print_header, time_feed)
 
 from alphapulse.capture import read_frames  # noqa: E402
 from alphapulse.exchanges.binanceus import BinanceUSParser  # noqa: E402
@@ -102,10 +101,7 @@ def runner_alphapulse(snaps: dict[str, bytes], frames: list[bytes]) -> Callable[
             parser.rest_symbol = from_native("binanceus", native).symbol
             feed(body, 1)
         parser.rest_symbol = None
-        t0 = time.perf_counter()
-        for f in frames:
-            feed(f, 1)
-        dt = time.perf_counter() - t0
+        dt = time_feed(feed, frames)
         assert parser.gaps == 0 and not parser.rejected and parser.updates == len(frames), \
             parser.stats()
         return dt

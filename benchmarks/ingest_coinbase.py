@@ -21,7 +21,6 @@ import asyncio
 import os
 import random
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,7 +32,7 @@ FIXTURES = Path(os.environ.get("ALPHAPULSE_FIXTURES", HERE.parents[1] / "shared"
 
 from _ingest_common import (  # noqa: E402
     bench_orjson, feed_handler, interleaved_rates, loop_runner, noop, offline_symbols, parse_args,
-    pin, print_header)
+    pin, print_header, time_feed)
 
 from alphapulse.capture import read_frames  # noqa: E402
 from alphapulse.exchanges.coinbase import CoinbaseParser  # noqa: E402
@@ -75,11 +74,7 @@ def runner_alphapulse(frames: list[bytes], symbols: list[str]) -> Callable[[], f
     """One timed pass over ``frames`` with a fresh parser (warmed once)."""
     def run() -> float:
         parser = CoinbaseParser(symbols, sink=lambda e: None)
-        feed = parser.feed
-        t0 = time.perf_counter()
-        for f in frames:
-            feed(f, 1)
-        dt = time.perf_counter() - t0
+        dt = time_feed(parser.feed, frames)
         assert parser.gaps == 0 and not parser.rejected, parser.stats()
         return dt
     run()

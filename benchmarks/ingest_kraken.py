@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -28,7 +27,7 @@ FIXTURES = Path(os.environ.get("ALPHAPULSE_FIXTURES", HERE.parents[1] / "shared"
 
 from _ingest_common import (  # noqa: E402
     feed_handler, interleaved, loop_runner, noop, offline_symbols, orjson_runner, parse_args, pin,
-    print_header)
+    print_header, time_feed)
 from _kraken_stream import generate  # noqa: E402
 
 from alphapulse.capture import read_frames  # noqa: E402
@@ -41,11 +40,7 @@ MIN_TIME = 0.2          # seconds of passes per timing
 def alphapulse_runner(frames: list[bytes], book_msgs: int):  # noqa: ANN201
     def run() -> float:
         parser = KrakenParser(sink=lambda e: None)
-        feed = parser.feed
-        t0 = time.perf_counter()
-        for f in frames:
-            feed(f, 1)
-        dt = time.perf_counter() - t0
+        dt = time_feed(parser.feed, frames)
         assert parser.checksum_failed == 0 and not parser.rejected, parser.stats()
         assert parser.updates + parser.snapshots == book_msgs, parser.stats()
         return dt
