@@ -132,36 +132,8 @@ static int ap_side_reserve(ap_side *s, Py_ssize_t extra)
     return ap_pool_reserve(splits);
 }
 
-/* First chunk whose max key >= key, or the last chunk when key is above all of them.
- * Gallops down from the top chunk because that is where updates land. */
-static inline Py_ssize_t ap_side_chunk_for(const ap_side *s, int64_t key)
-{
-    const int64_t *mk = s->maxkey;
-    Py_ssize_t b = s->nch - 1, l, step = 1;
-    if (mk[b] < key) return b;
-    for (;;) {
-        Py_ssize_t p = b - step;
-        if (p < 0) {
-            l = 0;
-            break;
-        }
-        if (mk[p] >= key) {
-            b = p;
-            step <<= 1;
-        } else {
-            l = p + 1;
-            break;
-        }
-    }
-    while (l < b) {
-        Py_ssize_t m = l + ((b - l) >> 1);
-        if (mk[m] >= key) b = m;
-        else l = m + 1;
-    }
-    return l;
-}
-
-/* First index in chunk c with key >= key (len when none); gallops down from the top. */
+/* First index in keys[0, n) with key >= key (n when none); gallops down from the top,
+ * where updates land. */
 static inline Py_ssize_t ap_chunk_lower_bound(const int64_t *keys, Py_ssize_t n, int64_t key)
 {
     Py_ssize_t b = n, l, step = 1;
@@ -185,6 +157,16 @@ static inline Py_ssize_t ap_chunk_lower_bound(const int64_t *keys, Py_ssize_t n,
         else l = m + 1;
     }
     return l;
+}
+
+/* First chunk whose max key >= key, or the last chunk when key is above all of them.
+ * The last chunk's max is known to be >= key past the first test, so the search over the
+ * others may fall through to it. */
+static inline Py_ssize_t ap_side_chunk_for(const ap_side *s, int64_t key)
+{
+    Py_ssize_t last = s->nch - 1;
+    if (s->maxkey[last] < key) return last;
+    return ap_chunk_lower_bound(s->maxkey, last, key);
 }
 
 static void ap_side_remove_chunk(ap_side *s, Py_ssize_t c)
