@@ -1,92 +1,19 @@
-"""Cross-exchange arbitrage detection with fees, staleness, resync and crossed-book guards.
-
-Pure library code, synchronous, no I/O (the asyncio adapter at the bottom only moves results
-onto a queue).  Typical use::
-
-    detector = ArbitrageDetector(fees={"kraken": 40, "coinbase": 120}, threshold_bps=5,
-                                 max_age_s=5.0, notional=10_000)
-    detector.callbacks.append(print)            # every opened/closed Opportunity
-    for event in events:                        # BookSnapshot / BookUpdate / Gap (others ignored)
-        for opp in detector.on_event(event):    # the same Opportunities, returned
-            ...
-    detector.expire()                           # call periodically: closes opportunities whose
-                                                # book went silent (see run_expiry())
-    detector.open_opportunities()               # what is open now
-    detector.recent("BTC-USD", limit=50, min_bps=10)
-    detector.books["BTC-USD"].bbo()             # the consolidated view it maintains
-
-    async for opp in detector.stream():         # async iterator over opened/closed events
-        ...
-
-The rule.  For a symbol quoted on venues A and B, buying on A at A's best ask and selling on B at
-B's best bid makes, per unit bought, ``bid_B * (1 - fee_B) - ask_A * (1 + fee_A)``.  In basis
-points of the buy notional::
-
-    gross_bps = (bid_B - ask_A) / ask_A * 10_000
-    net_bps   = gross_bps - fee_A_bps - fee_B_bps * bid_B / ask_A
-
-(the sell leg's fee is charged on the higher sell price, hence the ratio; it is the "gross minus
-both taker fees" of the issue, computed exactly).  An opportunity is open while
-``net_bps > threshold_bps`` and both books pass the guards: live (not resyncing since a ``Gap``),
-not crossed in themselves, and fresh (last event received no more than ``max_age_s`` before the
-detector's clock).  One opportunity per (symbol, buy venue, sell venue) while the condition
-holds: it is reported once when it opens and once when it closes (``status`` "open" /
-"closed", ``duration_s``, ``close_reason``); changes while open are tracked (``updates``,
-``peak_net_bps``, ``last_net_bps``) but not re-emitted.
-
-The hot path: only a book event that changes its venue's top of book (price or size) reaches the
-opportunity check, and only pairs involving that venue are examined.
-
-Fees are taker fees in basis points per exchange (``fees=`` overrides ``DEFAULT_TAKER_FEES_BPS``
-entry by entry; an exchange with no entry uses ``default_fee_bps``).  The defaults are each
-venue's entry-tier spot taker rate; volume tiers lower them a lot, so configure your own.
-Sources (no primary page was reachable offline; these are secondary, checked 2026-11):
-
-    coinbase   120 bps  Coinbase Advanced, $0-1K 30-day volume: taker 1.20% / maker 0.60%
-                        (tier table quoted in public API-integration docs; help.coinbase.com
-                        "Coinbase Advanced fees" describes the model, the table needs a login)
-    kraken      40 bps  Kraken Pro spot, entry tier: taker 0.40% / maker 0.25% (a public summary
-                        of kraken.com/features/fee-schedule)
-    binanceus   60 bps  Binance.US Tier 0 taker 0.60%.  UNSURE: not confirmed by any source
-                        found; ccxt still lists the 2019 0.10%.  Set it if you trade there.
-
-Metrics hooks for the server (plain attributes; read them or wrap the callbacks): counters
-``events``, ``top_changes``, ``evaluations``, ``opened``, ``closed``, ``suppressed_stale``,
-``suppressed_resyncing``, ``suppressed_crossed``, ``callback_errors`` (all of them as a dict:
-``stats``); every ``Opportunity`` carries ``latency_s`` (detector clock at detection minus the
-triggering event's ``ts_recv``, seconds), ``net_bps``/``gross_bps`` and, once closed,
-``duration_s`` - observe them from a callback to fill histograms.  Callbacks run synchronously
-inside ``on_event``/``expire``; an exception in one is counted, never propagated.
-
-Server wiring, in short: feed every event to ``detector.on_event`` (it owns the consolidated
-books: ``detector.books.get(symbol)`` -> ``ConsolidatedBook`` with ``bbo()`` and ``depth(n)``);
-``detector.recent(symbol, limit, min_bps)`` for ``GET /arbitrage/{symbol}``;
-``Opportunity.to_dict()`` for JSON; ``asyncio.create_task(run_expiry(detector))`` so silent
-books close their opportunities.
-"""
+"""The detector: consolidated books in, opened/closed opportunities out (rules: the package doc)."""
 from __future__ import annotations
 
-import asyncio
 import collections
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from .consolidated import COMMON_DECIMALS, LIVE, ConsolidatedBook, ConsolidatedBooks, VenueQuote
-from .consolidated import format_scaled
-from .events import BookSnapshot, BookUpdate, Gap
-
-__all__ = [
-    "DEFAULT_TAKER_FEES_BPS",
-    "ArbitrageDetector",
-    "Opportunity",
-    "OpportunityStream",
-    "run_expiry",
-]
+from ..consolidated import COMMON_DECIMALS, LIVE, ConsolidatedBook, ConsolidatedBooks, VenueQuote
+from ..consolidated import format_scaled
+from ..events import BookSnapshot, BookUpdate, Gap
+from ._opportunity import Opportunity
+from ._stream import OpportunityStream
 
 DEFAULT_TAKER_FEES_BPS: dict[str, float] = {"coinbase": 120.0, "kraken": 40.0, "binanceus": 60.0}
 
@@ -94,63 +21,6 @@ _FEE_UNIT = 1_000_000            # fees are applied exactly as integers of 1e-6 
 _BPS = 10_000 * _FEE_UNIT
 _SCALE = 10 ** COMMON_DECIMALS
 _WALK_FIRST = 5                  # levels read per side before walking further (then: all)
-
-
-class Opportunity(NamedTuple):
-    """One cross-exchange opportunity, as reported when it opened or when it closed.
-
-    Immutable (a NamedTuple: cheap to build on the detection path); the closed event is a new
-    value with the closing fields filled in.
-
-    Prices and sizes are exact decimal text (each venue's own precision).  Timestamps are int
-    nanoseconds: ``detected_ns``/``closed_ns`` on the detector's clock, ``*_ts_event`` /
-    ``*_ts_recv`` those of the two books' last events at detection.  The ``walk_*`` fields walk
-    both books from the top until ``walk_notional`` (quote currency, on the buy side) is
-    reached or the next pair of levels stops paying after fees.
-    """
-
-    id: int
-    status: str                   # "open" (the opened event) | "closed"
-    symbol: str
-    buy_exchange: str
-    buy_price: str                # buy venue's best ask
-    buy_size: str                 # size at that ask
-    sell_exchange: str
-    sell_price: str               # sell venue's best bid
-    sell_size: str
-    size: str                     # min(buy_size, sell_size): tradable at the top prices
-    gross_bps: float
-    net_bps: float
-    buy_fee_bps: float
-    sell_fee_bps: float
-    threshold_bps: float
-    walk_notional: float          # target
-    walk_size: str                # base quantity the walk fills
-    walk_cost: str                # quote spent buying it (exact)
-    walk_proceeds: str            # quote received selling it (exact)
-    walk_gross_bps: float         # size-weighted
-    walk_net_bps: float
-    detected_ns: int
-    trigger_ts_recv: int          # ts_recv of the book event that opened it
-    latency_s: float              # detected_ns - trigger_ts_recv, seconds
-    buy_ts_event: int
-    buy_ts_recv: int
-    sell_ts_event: int
-    sell_ts_recv: int
-    closed_ns: int | None = None
-    duration_s: float | None = None
-    close_reason: str | None = None   # "edge" | "stale" | "resyncing" | "crossed" | "empty"
-    updates: int = 0              # top-of-book changes seen while open
-    peak_net_bps: float = 0.0
-    last_net_bps: float = 0.0
-
-    @property
-    def is_open(self) -> bool:
-        return self.status == "open"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (the form the HTTP and WebSocket endpoints send)."""
-        return self._asdict()
 
 
 class _Tracked:
@@ -508,66 +378,3 @@ class ArbitrageDetector:
     def stream(self, maxsize: int = 1024) -> OpportunityStream:
         """An async iterator over every opened/closed Opportunity from now on."""
         return OpportunityStream(self, maxsize)
-
-
-class OpportunityStream:
-    """``async for opp in detector.stream()``: a callback that fills an ``asyncio.Queue``.
-
-    Create it inside the event loop that will consume it.  ``on_event`` may run in that loop
-    (then items are queued directly) or in another thread (then via
-    ``call_soon_threadsafe``).  When the consumer falls ``maxsize`` behind, the oldest item is
-    dropped and counted in ``dropped``.  ``close()`` (or leaving ``async with``) detaches it
-    and ends the iteration.
-    """
-
-    def __init__(self, detector: ArbitrageDetector, maxsize: int = 1024) -> None:
-        self._detector = detector
-        self._loop = asyncio.get_running_loop()
-        self._thread = threading.get_ident()
-        self._queue: asyncio.Queue[Opportunity | None] = asyncio.Queue(maxsize)
-        self.dropped = 0
-        self._closed = False
-        detector.callbacks.append(self._push)
-
-    def _push(self, opp: Opportunity | None) -> None:
-        if threading.get_ident() == self._thread:
-            self._put(opp)
-        else:
-            self._loop.call_soon_threadsafe(self._put, opp)
-
-    def _put(self, opp: Opportunity | None) -> None:
-        if self._queue.full():
-            self._queue.get_nowait()
-            self.dropped += 1
-        self._queue.put_nowait(opp)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            try:
-                self._detector.callbacks.remove(self._push)
-            except ValueError:
-                pass
-            self._push(None)
-
-    def __aiter__(self) -> AsyncIterator[Opportunity]:
-        return self
-
-    async def __anext__(self) -> Opportunity:
-        item = await self._queue.get()
-        if item is None:
-            raise StopAsyncIteration
-        return item
-
-    async def __aenter__(self) -> OpportunityStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-
-async def run_expiry(detector: ArbitrageDetector, interval_s: float = 0.5) -> None:
-    """Call ``detector.expire()`` every ``interval_s`` until cancelled (run it as a task)."""
-    while True:
-        await asyncio.sleep(interval_s)
-        detector.expire()
