@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -250,36 +252,48 @@ async def test_source_redis_serves_the_same_trades(redis_url: str,
     """A second server with --source redis answers /trades and /book with the same data."""
     prefix = _prefix(request)
     events, book = _book_events("coinbase")
-    writer = RedisWriter(redis_url, prefix=f"alphapulse:{prefix}", batch_timeout_ms=5,
-                         books=lambda e, s: book)
-    await writer.start()
     trades = [_trade(i) for i in range(25)]
-    for ev in [*events, *trades]:
-        writer.on_event(ev)
+    await _write(redis_url, prefix, [*events, *trades], books=lambda e, s: book)
+    async with _source_server(redis_url, prefix, loopback_socket) as client:
+        deadline = time.monotonic() + 5
+        while True:
+            got = (await client.get("/trades/BTC-USD",
+                                    params={"exchange": "coinbase", "limit": 100})).json()
+            if len(got.get("data", ())) == 25 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert sorted(t["trade_id"] for t in got["data"]) == sorted(t.trade_id for t in trades)
+        assert {t["price"] for t in got["data"]} == {t.price for t in trades}
+        served = (await client.get("/book/BTC-USD", params={"exchange": "coinbase"})).json()
+        assert served["sequence"] == book.sequence
+        assert served["checksum"] == book.checksum()
+        health = (await client.get("/health")).json()
+        assert health["redis"]["role"] == "source" and health["redis"]["connected"] is True
+
+
+async def _write(url: str, prefix: str, events: list[Any],
+                 books: Callable[[str, str], OrderBook | None] | None = None) -> None:
+    """Write ``events`` through a RedisWriter under the server prefix of name ``prefix``."""
+    writer = RedisWriter(url, prefix=f"alphapulse:{prefix}", batch_timeout_ms=5, books=books)
+    await writer.start()
+    for event in events:
+        writer.on_event(event)
     await _drain(writer)
     await writer.stop()
 
-    config = load_config({"source": "redis", "redis_url": redis_url, "name": prefix,
+
+@contextlib.asynccontextmanager
+async def _source_server(url: str, name: str, sock: socket.socket
+                         ) -> AsyncIterator[httpx.AsyncClient]:
+    """A ``--source redis`` server (coinbase BTC-USD) on ``sock``, and an HTTP client to it."""
+    config = load_config({"source": "redis", "redis_url": url, "name": name,
                           "exchanges": "coinbase", "symbols": "BTC-USD", "port": "0"}, env={})
-    runtime = Runtime(config, sock=loopback_socket)
+    runtime = Runtime(config, sock=sock)
     await runtime.open()
     try:
-        base = f"http://127.0.0.1:{loopback_socket.getsockname()[1]}"
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
         async with httpx.AsyncClient(base_url=base, timeout=5) as client:
-            deadline = time.monotonic() + 5
-            while True:
-                got = (await client.get("/trades/BTC-USD",
-                                        params={"exchange": "coinbase", "limit": 100})).json()
-                if len(got.get("data", ())) == 25 or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.05)
-            assert sorted(t["trade_id"] for t in got["data"]) == sorted(t.trade_id for t in trades)
-            assert {t["price"] for t in got["data"]} == {t.price for t in trades}
-            served = (await client.get("/book/BTC-USD", params={"exchange": "coinbase"})).json()
-            assert served["sequence"] == book.sequence
-            assert served["checksum"] == book.checksum()
-            health = (await client.get("/health")).json()
-            assert health["redis"]["role"] == "source" and health["redis"]["connected"] is True
+            yield client
     finally:
         await runtime.close()
 
@@ -340,3 +354,90 @@ async def test_collectors_to_redis_to_a_second_server(redis_url: str, fixtures_d
             assert book.json()["best_bid"][0] == truth["final_best_bid"]
     finally:
         await b.close()
+
+
+# --- /health with Redis down: the data source (503) vs a scale-out writer (200 degraded) --------
+
+async def _health_until(client: httpx.AsyncClient, done: Any, timeout: float = 10.0
+                        ) -> httpx.Response:
+    """GET /health until ``done(response)``; the last response (asserts it came in time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = await client.get("/health")
+        if done(response) or time.monotonic() > deadline:
+            assert done(response), (response.status_code, response.text[:600])
+            return response
+        await asyncio.sleep(0.1)
+
+
+def _redis_state(response: httpx.Response) -> str | None:
+    return (response.json().get("redis") or {}).get("state")
+
+
+async def test_health_503_when_the_redis_source_is_down(
+        private_redis: tuple[int, list[subprocess.Popen[bytes]]], tmp_path: Path,
+        request: pytest.FixtureRequest, loopback_socket: socket.socket) -> None:
+    """--source redis: Redis is where the data comes from, so with it down /health is 503
+    ("unhealthy", redis state "down"); it is 200 again once Redis is back."""
+    port, procs = private_redis
+    url = f"redis://127.0.0.1:{port}/0"
+    procs.append(await asyncio.to_thread(_start_redis, port, tmp_path))
+    prefix = _prefix(request)
+    await _write(url, prefix, [_trade(i) for i in range(10)])
+    async with _source_server(url, prefix, loopback_socket) as client:
+        up = await _health_until(client, lambda r: r.status_code == 200)
+        assert up.json()["status"] == "ok" and _redis_state(up) == "up"
+        assert up.json()["redis"]["role"] == "source"
+
+        procs.pop().kill()                                   # the data source goes away
+        down = await _health_until(client, lambda r: r.status_code == 503)
+        body = down.json()
+        assert body["status"] == "unhealthy" and body["healthy"] is False
+        assert body["redis"]["role"] == "source" and body["redis"]["state"] == "down"
+        assert any("redis source" in p for p in body["problems"]), body["problems"]
+
+        procs.append(await asyncio.to_thread(_start_redis, port, tmp_path))
+        back = await _health_until(client, lambda r: r.status_code == 200)
+        assert back.json()["status"] == "ok" and _redis_state(back) == "up"
+
+
+async def test_health_200_degraded_when_the_redis_writer_is_down(
+        private_redis: tuple[int, list[subprocess.Popen[bytes]]], tmp_path: Path,
+        fixtures_dir: Path, request: pytest.FixtureRequest,
+        loopback_socket: socket.socket) -> None:
+    """--redis-url beside the exchanges: with Redis down the local data path still serves, so
+    /health stays 200 with status "degraded" and redis state "down" (and "ok" once it is back)."""
+    from alphapulse.replay import serve
+
+    port, procs = private_redis
+    url = f"redis://127.0.0.1:{port}/0"
+    procs.append(await asyncio.to_thread(_start_redis, port, tmp_path))
+    # Slow enough that the collector keeps receiving for the whole test (fresh data: healthy).
+    async with serve("kraken", [fixtures_dir / "generated" / "kraken-clean.jsonl"],
+                     speed=6.0) as replay:
+        config = load_config({"exchanges": "kraken", "symbols": "BTC-USD", "port": "0",
+                              "redis_url": url, "name": _prefix(request),
+                              "kraken_ws_url": replay.ws_url, "batch_timeout_ms": "5"}, env={})
+        runtime = Runtime(config, sock=loopback_socket)
+        await runtime.open()
+        try:
+            base = f"http://127.0.0.1:{loopback_socket.getsockname()[1]}"
+            async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+                up = await _health_until(
+                    client, lambda r: r.status_code == 200 and r.json()["status"] == "ok")
+                assert _redis_state(up) == "up" and up.json()["redis"]["role"] == "writer"
+
+                procs.pop().kill()
+                down = await _health_until(client, lambda r: _redis_state(r) == "down")
+                body = down.json()
+                assert down.status_code == 200, body
+                assert body["status"] == "degraded" and body["healthy"] is True
+                assert any("redis writer" in p for p in body["problems"]), body["problems"]
+                book = await client.get("/book/BTC-USD", params={"exchange": "kraken"})
+                assert book.status_code == 200 and book.json()["checksum"]   # still serving
+
+                procs.append(await asyncio.to_thread(_start_redis, port, tmp_path))
+                await _health_until(
+                    client, lambda r: r.status_code == 200 and r.json()["status"] == "ok")
+        finally:
+            await runtime.close()

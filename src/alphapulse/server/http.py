@@ -142,7 +142,11 @@ def guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
 # --- endpoints ---------------------------------------------------------------------------------
 
 def health(request: Request) -> Response:
-    """Collectors, store and Redis state; 503 when the service is not healthy."""
+    """Collectors, store and Redis state; 503 when the service is not healthy.
+
+    200 with status "ok" or "degraded" (a Redis writer down: the local data path still serves),
+    503 with status "unhealthy" (a collector down or silent, or ``--source redis`` with Redis
+    down: no data).  The rules are in :func:`alphapulse.server.health.report`."""
     parse_query(request, "/health")
     state = _server(request)
     try:

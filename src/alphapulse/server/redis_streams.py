@@ -352,7 +352,10 @@ class RedisReader:
         return {"connected": self.connected, "last_error": self.last_error, **self.stats}
 
     async def start(self) -> None:
-        self._client = aioredis.from_url(self.url, socket_timeout=None,
+        # XREAD blocks for block_ms on the server, so a reply (maybe empty) is due within that:
+        # a read timeout a few seconds beyond it tells a silent Redis (half-open connection,
+        # a frozen host) from an idle stream, and health turns to "down" instead of hanging.
+        self._client = aioredis.from_url(self.url, socket_timeout=self._block_ms / 1000 + 5.0,
                                          socket_connect_timeout=2.0)
         self._task = asyncio.create_task(self._run(), name="redis-reader")
 

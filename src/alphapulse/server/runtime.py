@@ -2,9 +2,9 @@
 
 One process, one event loop.  The collectors' read loops call :meth:`Hub.publish` for every
 event; the subscribers, in order, are: the book mirror (only when there is no collector whose
-books can be read directly), the trade store (+ OHLCV), the arbitrage detector (which owns the
-consolidated books), the WebSocket fan-out, the shared-memory feed publisher, the Redis writer
-and the metrics.  Each is synchronous and non-blocking; the HTTP API (uvicorn, same loop) reads
+books can be read directly), the shared-memory feed publisher (first of the consumers, so local
+strategies wait for nothing else), the trade store (+ OHLCV), the arbitrage detector (which owns
+the consolidated books), the WebSocket fan-out, the Redis writer and the metrics.  Each is synchronous and non-blocking; the HTTP API (uvicorn, same loop) reads
 the same objects.  See docs/websocket.md and README for the two-process design note.
 
 Shutdown (SIGINT/SIGTERM, or :meth:`Runtime.stop`): uvicorn stops accepting and closes the
@@ -32,6 +32,7 @@ from .._book import OrderBook
 from ..arbitrage import ArbitrageDetector, Opportunity, run_expiry
 from ..errors import ConfigError
 from .config import Config
+from .health import report as health_report
 from .hub import BookMirror, Hub
 from .metrics import Metrics
 from .store import TradeStore
@@ -152,47 +153,8 @@ class Runtime:
         return None if book is None else book.bbo()
 
     def health(self) -> dict[str, Any]:
-        """Collector connections and data age, store, Redis, WebSocket; ``healthy`` overall."""
-        now = time.time()
-        stale = self.config.stale_after_s
-        healthy = True
-        exchanges: dict[str, Any] = {}
-        for name, collector in self.collectors.items():
-            stats = collector.stats
-            last = stats.get("last_message_ts") or 0.0
-            age = round(now - last, 3) if last else None
-            ok = bool(stats.get("connected")) and age is not None and age < stale
-            healthy &= ok
-            exchanges[name] = {
-                "connected": bool(stats.get("connected")), "last_message_age_s": age,
-                "healthy": ok, "reconnects": stats.get("reconnects", 0),
-                "books": {s: collector.state(s) for s in self.config.symbols},
-                "gaps": stats.get("gaps", 0), "resyncs": stats.get("resyncs", 0),
-                "rejected": sum(stats.get("rejected", {}).values()),
-            }
-        out: dict[str, Any] = {
-            "source": self.config.source,
-            "uptime_s": round((time.time_ns() - self.started_ns) / 1e9, 3),
-            "exchanges": exchanges,
-            "store": {"trades": sum(n for _, _, n, _ in self.store.sizes()),
-                      "series": len(self.store.keys()), "capacity": self.store.capacity},
-            "websocket": {"clients": self.ws.stats["clients"],
-                          "slow_clients_closed": self.ws.stats["overflow_closed"]},
-            "redis": None,
-        }
-        degraded = False
-        if self.redis_writer is not None:
-            out["redis"] = {"role": "writer", **self.redis_writer.health()}
-            degraded |= not self.redis_writer.connected
-        if self.redis_reader is not None:
-            out["redis"] = {"role": "source", **self.redis_reader.health()}
-            healthy &= self.redis_reader.connected
-        if self.shm is not None and hasattr(self.shm, "stats"):
-            stats = self.shm.stats
-            out["shm"] = stats() if callable(stats) else stats
-        out["healthy"] = healthy
-        out["status"] = "unhealthy" if not healthy else ("degraded" if degraded else "ok")
-        return out
+        """The ``GET /health`` report (see :func:`.health.report`: 503 unless healthy)."""
+        return health_report(self)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -203,12 +165,18 @@ class Runtime:
             config = await self._start_demo(config)
             self.config = config
         if config.source == "redis" or config.processes == 2:
+            # First: the shm publisher reads this mirror's book at the delta's sequence.
             self.mirror = BookMirror()
             self.hub.subscribe(self.mirror)
+        # The strategies' rings next, ahead of the store, the arbitrage detector, the WebSocket
+        # fan-out, Redis and the metrics: ring writes never wait (drop policy), so the local
+        # strategies' latency does not include everyone else's work.  It also puts a book delta
+        # on the ring before the arbitrage opportunity it triggers (the detector publishes
+        # opportunities to the rings through _on_opportunity).
+        self._start_shm(config)
         self.hub.subscribe(self.store)
         self.hub.subscribe(self.detector)
         self.hub.subscribe(self.ws)
-        self._start_shm(config)
         if config.redis_url and config.source == "exchanges":
             from .redis_streams import RedisWriter
             self.redis_writer = RedisWriter(
