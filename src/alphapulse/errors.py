@@ -80,3 +80,13 @@ class ClientError(AlphaPulseError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+# --- the shared-memory feed (alphapulse.feed, alphapulse.server.shm) ----------------------------
+
+class FeedError(AlphaPulseError, ConnectionError):
+    """Could not attach to, or talk to, the named server's feed."""
+
+
+class FeedNameInUse(RingError):
+    """Another live server already publishes under this name in this directory."""

@@ -105,10 +105,11 @@ def publisher_main(name: str, directory: str, conn: Any, seed: int = 1) -> None:
 
 
 def strategy_main(name: str, directory: str, channels: list[str], expect: list[tuple[str, str]],
-                  capacity: int, slow_s: float, slow_events: int, out: Any, targets: Any) -> None:
+                  capacity: int, slow_s: float, slow_events: int, out: Any, targets: Any,
+                  spin_us: float = 50.0) -> None:
     from alphapulse.errors import ProducerGone
     from alphapulse.feed import Overrun, Resync, attach
-    feed = attach(name, channels, directory=directory, capacity=capacity)
+    feed = attach(name, channels, directory=directory, capacity=capacity, spin_us=spin_us)
     out.put(("attached", os.getpid(), str(feed.ring_path)))
     notices: list[tuple[str, Any]] = []
     goal = None

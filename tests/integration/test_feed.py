@@ -7,6 +7,7 @@ events into a real ``ShmPublisher``, its control socket.  Strategy processes att
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import signal
@@ -57,11 +58,12 @@ class Publisher:
 
 def start_strategy(spawn: Any, name: str, directory: Path, channels: list[str],
                    expect: list[tuple[str, str]], *, capacity: int = 1 << 22,
-                   slow_s: float = 0.0, slow_events: int = 0) -> tuple[Any, Any, Any]:
+                   slow_s: float = 0.0, slow_events: int = 0,
+                   spin_us: float = 50.0) -> tuple[Any, Any, Any]:
     out, targets = spawn.Queue(), spawn.Queue()
     proc = spawn.Process(target=strategy_main, daemon=True,
                          args=(name, str(directory), channels, expect, capacity, slow_s,
-                               slow_events, out, targets))
+                               slow_events, out, targets, spin_us))
     proc.start()
     tag, pid, ring_path = out.get(timeout=30)
     assert tag == "attached" and pid == proc.pid
@@ -116,7 +118,9 @@ def test_mirrors_equal_publisher_books_and_slow_strategy_recovers(spawn, shm_dir
 
 
 def test_killed_publisher_reported_within_a_second(spawn, shm_dir, publisher):
-    proc, out, _targets = start_strategy(spawn, "t1", shm_dir, ["book:*:*"], ALL)
+    # In the busy-poll mode: a reader that never sleeps must still notice the death.
+    proc, out, _targets = start_strategy(spawn, "t1", shm_dir, ["book:*:*"], ALL,
+                                         spin_us=feedmod.BUSY_POLL)
     victim, vout, _ = start_strategy(spawn, "t1", shm_dir, ["trades:*:*"], [])
     rings = sorted(p.name for p in shm_dir.glob("alphapulse-t1/*.ring"))
     assert len(rings) == 2
@@ -244,6 +248,38 @@ def test_layout_permissions_and_name_in_use(shm_dir, publisher):
     finally:
         pub.close()
     assert not d.exists()
+
+
+def test_busy_poll_mode(shm_dir, publisher):
+    """spin_us=BUSY_POLL: every event arrives, mirrors equal the publisher's books, a timed
+    next() still returns on time, and the mode can be left (and re-entered) at run time."""
+    with pytest.raises(ValueError, match="spin_us"):
+        feedmod.attach("t1", ["book:*:*"], directory=shm_dir, spin_us=-1)
+    with feedmod.attach("t1", ["book:*:*", "trades:*:*"], directory=shm_dir,
+                        spin_us=feedmod.BUSY_POLL) as feed:
+        assert feed.busy_poll and feed.spin_us == feedmod.BUSY_POLL
+        assert feed._reader.spin_ns > 10**15          # the reader spins, never sleeps
+        while not all(feed.synced(*key) for key in ALL):
+            assert feed.next(timeout=5) is not None
+        started = time.monotonic()
+        assert feed.next(timeout=0.2) is None          # nothing published: a timeout
+        assert 0.15 < time.monotonic() - started < 2.0
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            run = pool.submit(publisher.call, "run", 3000, 20000)
+            updates = 0
+            deadline = time.monotonic() + 60
+            while not run.done():
+                updates += type(feed.next(timeout=0.05)) is BookUpdate
+                assert time.monotonic() < deadline
+            _, state, _ = run.result()
+        while any(feed.book(*key).sequence != state[key][0] for key in ALL):
+            assert feed.next(timeout=5) is not None
+        for key in ALL:
+            assert (feed.book(*key).sequence, feed.book(*key).checksum()) == state[key][:2]
+        assert updates > 1000
+        assert feed.stats["overruns"] == 0 and feed.stats["sequence_errors"] == 0
+        feed.spin_us = 0
+        assert not feed.busy_poll and feed._reader.spin_ns == 0
 
 
 def test_attach_errors(shm_dir):

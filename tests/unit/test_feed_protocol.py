@@ -63,3 +63,34 @@ def test_filter_matching():
     everything = _sub("book:*:*")
     assert matches(everything, "book", "binanceus", "SOL-USD")
     assert not matches(everything, "trades", "binanceus", "SOL-USD")
+
+
+def test_shm_publisher_halves_resolve_to_their_implementations():
+    """ShmPublisher is composed of mixins; a typing stub in one half must never shadow the
+    real method of another (the MRO would pick the stub and the publisher would go deaf)."""
+    from alphapulse.server.shm import ShmPublisher
+    owners = {"_service": "ControlSocket", "_attach": "ControlSocket",
+              "_remove": "ShmLifetime", "tick": "ShmLifetime", "start": "ShmLifetime",
+              "close": "ShmLifetime", "poll": "ShmLifetime", "_recover": "ShmRecovery",
+              "_resume": "ShmRecovery", "_dropped": "ShmRecovery", "_book": "ShmRecovery",
+              "available": "ShmPublisher", "on_event": "ShmPublisher", "_route": "ShmPublisher"}
+    assert {name: getattr(ShmPublisher, name).__qualname__.split(".")[0]
+            for name in owners} == owners
+
+
+def test_feed_names_importable_as_before():
+    """feed.py became a package and two exceptions moved to alphapulse.errors: the old import
+    paths still give the same objects."""
+    from alphapulse import errors
+    from alphapulse.feed import (CONTROL_SOCKET, DEFAULT_CAPACITY, MAX_CAPACITY, MAX_MESSAGE,
+                                 MIN_CAPACITY, RING_SUFFIX, SERVER_INFO, WILDCARD, Feed,
+                                 FeedError, Overrun, Resync, attach, feed_dir)
+    from alphapulse.server.shm import FeedNameInUse, ShmPublisher, make_publisher
+    assert FeedError is errors.FeedError and issubclass(FeedError, errors.AlphaPulseError)
+    assert issubclass(FeedError, ConnectionError)
+    assert FeedNameInUse is errors.FeedNameInUse and issubclass(FeedNameInUse, errors.RingError)
+    assert (CONTROL_SOCKET, RING_SUFFIX, SERVER_INFO, WILDCARD) == (
+        "control.sock", ".ring", "server.json", "*")
+    assert MIN_CAPACITY <= DEFAULT_CAPACITY <= MAX_CAPACITY and MAX_MESSAGE > 0
+    assert all(callable(x) for x in (Feed, Overrun, Resync, attach, feed_dir, ShmPublisher,
+                                     make_publisher))

@@ -1,6 +1,6 @@
 """The shm publisher's control socket: accept strategies, parse requests, attach and answer.
 
-A mixin of :class:`~.shm.ShmPublisher` (kept apart so each file stays readable).  Everything
+A mixin of :class:`~.shm.ShmPublisher` (kept apart so each file has one job).  Everything
 runs on the publisher's thread, from ``_service``: the listening socket and every connection
 are in one selector whose epoll fd the asyncio loop watches (or ``poll()`` selects on).  The
 request format is documented in :mod:`alphapulse.feed`.  A connection's end (EOF: the
@@ -16,11 +16,11 @@ import selectors
 import socket
 import struct
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import ring
-from ..feed import (DEFAULT_CAPACITY, MAX_CAPACITY, MAX_MESSAGE, MIN_CAPACITY, RING_SUFFIX,
-                    WILDCARD, format_channel, parse_channel)
+from ..feed.protocol import (DEFAULT_CAPACITY, MAX_CAPACITY, MAX_MESSAGE, MIN_CAPACITY,
+                             RING_SUFFIX, WILDCARD, format_channel, parse_channel)
 from ..wire import Control, encode
 from ._subscribers import Subscriber, matches
 
@@ -53,11 +53,11 @@ class ControlSocket:
     heartbeat_s: float
     counters: dict[str, int]
 
-    # provided by ShmPublisher
-    def _remove(self, sub: Subscriber, why: str) -> None: ...
-    def _recover(self, sub: Subscriber, key: tuple[str, str], ts_event: int, ts_recv: int,
-                 now: int, sequence: int | None = None) -> bool: ...
-    def available(self) -> list[str]: ...
+    if TYPE_CHECKING:   # provided by ShmPublisher's other halves (stubs would shadow them)
+        def _remove(self, sub: Subscriber, why: str) -> None: ...
+        def _recover(self, sub: Subscriber, key: tuple[str, str], ts_event: int,
+                     ts_recv: int, now: int, sequence: int | None = None) -> bool: ...
+        def available(self) -> list[str]: ...
 
     def _service(self, timeout: float) -> None:
         sel = self._sel

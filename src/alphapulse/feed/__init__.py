@@ -1,0 +1,58 @@
+"""A strategy's attachment to a running AlphaPulse server, over shared memory.
+
+::
+
+    import alphapulse.feed
+
+    with alphapulse.feed.attach("default", ["book:kraken:BTC-USD", "trades:*:BTC-USD"]) as feed:
+        for event in feed:                       # or: async for event in feed
+            if isinstance(event, alphapulse.BookUpdate):
+                book = feed.book(event.exchange, event.symbol)   # the mirror, already updated
+                print(book.best_bid(), book.best_ask())
+
+How it works: the server (``alphapulse.server.shm.ShmPublisher``) keeps a directory
+``<shm dir>/alphapulse-<name>/`` (mode 0700) holding a Unix-domain control socket.  ``attach``
+connects to it and asks for channels; the server creates a ring (``alphapulse.ring``, SPSC, drop
+policy, mode 0600) for this process alone, writes a snapshot of every subscribed book into it,
+and from then on writes each matching event as a ``alphapulse.wire`` record.  The server never
+waits for a strategy: when this ring is full it drops records, and the ring tells us exactly how
+many (``Overrun``).  The server then writes a fresh snapshot of each of our books before any
+further delta of it, so the mirrors recover by themselves; periodic ``Checksum`` records prove a
+mirror equals the server's book.  If the server dies, iteration raises ``ProducerGone`` within
+a fraction of a second; if it shuts down cleanly, iteration ends.
+
+Channels: ``book:<exchange>:<symbol>``, ``trades:<exchange>:<symbol>`` and
+``arbitrage:<symbol>``; ``*`` matches any exchange or symbol.
+
+Low-latency mode: a read that finds the ring empty spins for ``spin_us`` (default 50 µs) and
+then sleeps on a futex, so an idle strategy costs no CPU but an event that arrives while it
+sleeps waits for the kernel to wake it (tens of µs on a VM, more under load).
+``attach(..., spin_us=alphapulse.feed.BUSY_POLL)`` never sleeps: the strategy keeps one core
+busy and sees a record within a microsecond or so of its publication, if it has that core to
+itself (the server needs one too: on a 2-core machine that is one spinning strategy at most).
+README's "Strategy latency" table and ``examples/latency_probe.py --busy-poll`` show the figures.
+
+The package: :mod:`.protocol` (the control protocol, shared with the server),
+:mod:`.mirrors` (records -> events, the mirror books), :mod:`.strategy` (:class:`Feed`, and
+:func:`attach`).
+"""
+from __future__ import annotations
+
+from .. import ring
+from ..errors import FeedError
+from ..wire import Arbitrage
+from .mirrors import FeedEvent, Overrun, Resync
+from .protocol import (CHANNEL_KINDS, CONTROL_SOCKET, DEFAULT_CAPACITY, DIR_PREFIX,
+                       MAX_CAPACITY, MAX_MESSAGE, MIN_CAPACITY, RING_SUFFIX, SERVER_INFO, WILDCARD,
+                       feed_dir, format_channel, parse_channel, send_message)
+from .strategy import BUSY_POLL, DEFAULT_SPIN_US, Feed, attach
+
+__all__ = [
+    # the strategy's API
+    "attach", "Feed", "FeedEvent", "Overrun", "Resync", "Arbitrage", "FeedError", "BUSY_POLL",
+    "DEFAULT_SPIN_US", "feed_dir", "parse_channel", "format_channel",
+    # the control protocol (the server side imports these too)
+    "CHANNEL_KINDS", "CONTROL_SOCKET", "DEFAULT_CAPACITY", "DIR_PREFIX", "MAX_CAPACITY",
+    "MAX_MESSAGE", "MIN_CAPACITY", "RING_SUFFIX", "SERVER_INFO", "WILDCARD", "send_message",
+    "ring",
+]
