@@ -275,6 +275,18 @@ class ReplayServer:
             out.append(last)
         return out
 
+    def _sent(self, session: Session, index: int, out: Sequence[bytes | str]) -> None:
+        """What ``session`` was sent for capture frame ``index`` (a hook; the paced server
+        keeps it to loop the capture)."""
+
+    async def _after_capture(self, session: Session) -> None:
+        """The capture is over for ``session``: stay open and idle, as the exchange does."""
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            idle = session.idle_frame()
+            if idle is not None:
+                await session.send(idle)
+
     async def _drop(self, session: Session) -> None:
         if self.faults.abrupt:
             session.ws.transport.abort()
@@ -327,6 +339,7 @@ class ReplayServer:
                     fired.add(("dropmsg", i))
                     continue
                 out = session.outgoing(i, frame)
+                self._sent(session, i, out)
                 if i in faults.reorder_messages and ("reorder", i) not in fired and i + 1 < n:
                     fired.add(("reorder", i))
                     held = out
@@ -346,11 +359,7 @@ class ReplayServer:
                 if sent_since_yield >= 64:   # stay fair to clients in the same event loop
                     sent_since_yield = 0
                     await asyncio.sleep(0)
-            while True:                      # the capture is over: open and idle
-                await asyncio.sleep(self.heartbeat_interval)
-                idle = session.idle_frame()
-                if idle is not None:
-                    await session.send(idle)
+            await self._after_capture(session)
         except ConnectionClosed:
             pass
         except asyncio.CancelledError:
