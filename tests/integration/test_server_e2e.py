@@ -43,8 +43,11 @@ async def running_server(fixtures_dir: Path, sock: socket.socket,
                          **settings: str) -> AsyncIterator[tuple[Runtime, list[Any]]]:
     async with contextlib.AsyncExitStack() as stack:
         replays = []
+        # The tests' own WebSocket clients share this loop with three replays at 150x and are
+        # starved for seconds at a time: generous slow-client limits unless a test sets them.
         flags: dict[str, str] = {"exchanges": ",".join(CAPTURES), "symbols": "BTC-USD",
-                                 "port": "0", **settings}
+                                 "port": "0", "ws_slow_client_s": "60",
+                                 "ws_queue_size": "65536", **settings}
         for exchange, name in CAPTURES.items():
             server = await stack.enter_async_context(
                 serve(exchange, [fixtures_dir / "generated" / f"{name}.jsonl"], speed=SPEED))

@@ -229,6 +229,8 @@ SETTINGS: tuple[Setting, ...] = (
        env=("ALPHAPULSE_WS_QUEUE_SIZE",)),
     _s("ws_send_buffer", _int_in(0, 64 << 20), toml="websocket.socket_send_buffer",
        env=("ALPHAPULSE_WS_SEND_BUFFER",)),
+    _s("ws_slow_client_s", _float_in(0.1, 300.0), toml="websocket.slow_client_s",
+       env=("ALPHAPULSE_WS_SLOW_CLIENT_S",)),
     _s("buffer_size", _int_in(1, 1_000_000), toml="redis.batch_size",
        env=("BUFFER_SIZE", "ALPHAPULSE_BUFFER_SIZE")),
     _s("batch_timeout_ms", _int_in(1, 60_000), toml="redis.batch_timeout_ms",
@@ -278,6 +280,8 @@ class Config:
     # Kernel send buffer per client connection (SO_SNDBUF, inherited from the listening socket);
     # bounds what a stalled client can pin in the kernel before its queue overflows. 0: autotune.
     ws_send_buffer: int = 1 << 20
+    # A client whose socket has not drained for this long is closed with 1008 (docs/websocket.md).
+    ws_slow_client_s: float = 2.0
     buffer_size: int = 1000
     batch_timeout_ms: int = 100
     redis_maxlen: int = 1_000_000

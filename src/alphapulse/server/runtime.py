@@ -99,7 +99,8 @@ class Runtime:
         if config.demo:
             config = self.config = config.replace(symbols=DEMO_SYMBOLS)
         self.ws = WsFanout(exchanges=config.exchanges, symbols=config.symbols, books=self.book,
-                           queue_size=config.ws_queue_size, metrics=self.metrics, bbo=self.bbo)
+                           queue_size=config.ws_queue_size, metrics=self.metrics, bbo=self.bbo,
+                           slow_client_s=config.ws_slow_client_s)
         self.ws_endpoint = self.ws.endpoint
         self.app: Any = None
         self.server: _Server | None = None

@@ -1,11 +1,12 @@
-"""``/ws``: channel subscriptions with per-client bounded send queues.
+"""``/ws``: channel subscriptions with per-client bounded send queues and a slow-client deadline.
 
 Protocol (docs/websocket.md has the full text and a client):
 
 * client -> server, JSON text frames:
   ``{"op": "subscribe", "channels": [...], "encoding": "json" | "binary"}``,
   ``{"op": "unsubscribe", "channels": [...]}``, ``{"op": "snapshot", "channel": "book:..."}``,
-  ``{"op": "options", "batch": true}`` (or ``/ws?batch=1``), ``{"op": "ping"}``.
+  ``{"op": "options", "batch": true}`` (or ``/ws?batch=1``), ``{"op": "ping"}``
+  (handled by :class:`._ws_control.ControlMixin`).
 * channels: ``book:<exchange>:<symbol>``, ``trades:<exchange>:<symbol>``, ``arbitrage:<symbol>``,
   ``bbo:<symbol>``.
 * server -> client: ``subscribed`` / ``unsubscribed`` / ``error`` / ``pong`` acknowledgements, and
@@ -15,9 +16,13 @@ Protocol (docs/websocket.md has the full text and a client):
   :mod:`alphapulse.wire` record (``wire.decode(frame)`` gives the BookSnapshot/BookUpdate back,
   the same bytes strategies read from the rings); everything else stays JSON.
 
-Fan-out never blocks the hub: :meth:`WsFanout.on_event` serialises each event once per encoding
-and appends it to every subscribed client's queue.  A client whose queue is full is dropped from
-every channel at once and closed with 1008 ("send queue overflow"); the others never notice.
+Fan-out never blocks the hub: :meth:`WsFanout.on_event` serialises (and frames) each event once
+per encoding and appends the shared message to every subscribed client's queue: O(1) per client,
+no await.  One loop callback per burst then writes each client's queue to its transport in one
+``write`` (:mod:`._ws_conn`); a per-client task only takes over while that client's transport is
+paused.  A client is dropped from every channel at once and closed with 1008 when its queue
+overflows, or when its socket has not drained for ``slow_client_s`` seconds (the watchdog);
+the others never notice.
 """
 from __future__ import annotations
 
@@ -34,29 +39,57 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from .._book import OrderBook
 from .. import wire
 from ..events import BookSnapshot, BookUpdate, Gap, Trade
+from ._ws_conn import Conn, binary_frame, text_frame
+from ._ws_control import (MAX_CHANNELS_PER_CLIENT, MAX_CLIENT_MESSAGE, ControlMixin,
+                          book_message)
+
+__all__ = ["WsFanout", "book_message", "CLOSE_POLICY", "MAX_CLIENT_MESSAGE",
+           "MAX_CHANNELS_PER_CLIENT", "SLOW_CLIENT_S"]
 
 log = logging.getLogger(__name__)
 
 CLOSE_POLICY = 1008
-MAX_CLIENT_MESSAGE = 64 * 1024
-MAX_CHANNELS_PER_CLIENT = 1024
 CLOSE_TIMEOUT_S = 5.0
+# A client closed for being slow gets its backlog then the 1008 close frame if it reads again
+# within this long; then the connection is aborted (what it pins in the kernel is freed).
+ABORT_AFTER_S = 30.0
 MAX_BATCH = 1000
 # A full queue closes a client only if its socket is full too (the sender is stuck in a send):
 # a burst the loop has not yet had time to send (a collector parsing a backlog of frames) is
 # not the client's fault.  Past this multiple of the limit it is closed regardless (memory).
 HARD_LIMIT_FACTOR = 8
+SLOW_CLIENT_S = 2.0          # default deadline: socket not drained for this long -> 1008
+_NO_CONN = Conn()
+
+
+class _Msg:
+    """One outgoing message, encoded once and shared by every client it goes to."""
+
+    __slots__ = ("payload", "text", "_frame")
+
+    def __init__(self, payload: bytes, text: bool = True) -> None:
+        self.payload = payload
+        self.text = text
+        self._frame: bytes | None = None
+
+    def frame(self) -> bytes:
+        """The complete WebSocket frame, built by the first client that needs it."""
+        frame = self._frame
+        if frame is None:
+            frame = self._frame = (text_frame if self.text else binary_frame)(self.payload)
+        return frame
 
 
 class _Client:
     """One connection: its queue, its subscriptions and the task that drains the queue."""
 
-    __slots__ = ("ws", "queue", "limit", "wake", "channels", "closing", "close_reason", "sent",
-                 "batch", "in_send")
+    __slots__ = ("ws", "conn", "queue", "limit", "wake", "channels", "closing", "close_reason",
+                 "sent", "batch", "in_send", "pending", "stuck_since", "sender", "slow")
 
-    def __init__(self, ws: WebSocket, limit: int) -> None:
+    def __init__(self, ws: WebSocket, limit: int, conn: Conn = _NO_CONN) -> None:
         self.ws = ws
-        self.queue: deque[str | bytes] = deque()
+        self.conn = conn
+        self.queue: deque[_Msg] = deque()
         self.limit = limit
         self.wake = asyncio.Event()
         self.channels: dict[str, str] = {}     # channel -> encoding
@@ -64,80 +97,48 @@ class _Client:
         self.close_reason = ""
         self.sent = 0
         self.batch = False     # JSON messages queued together go out as one array frame
-        self.in_send = False   # True while the sender is suspended in a send: the socket is full
+        self.in_send = False   # the transport is paused (or an ASGI send is suspended)
+        self.pending = False   # in the fan-out's list of clients to flush
+        self.stuck_since: float | None = None   # first watchdog tick that saw it not drained
+        self.sender: asyncio.Task[None] | None = None
+        self.slow = False      # closed by the server for being too slow
 
 
-def _levels(delta: Any) -> tuple[list[list[str]], list[list[str]]]:
-    bids: list[list[str]] = []
-    asks: list[list[str]] = []
-    for side, price, size in delta.changes:
-        (bids if side == "bid" else asks).append([price, size])
-    # A snapshot Delta lists each side best first (the book's own order): kept as is.
-    return bids, asks
+class WsFanout(ControlMixin):
+    """The WebSocket side of the hub: a subscriber (``on_event``) and the ``/ws`` endpoint.
 
-
-def book_message(channel: str, exchange: str, symbol: str, delta: Any, ts_event: int,
-                 ts_recv: int) -> dict[str, Any]:
-    """The JSON form of a book snapshot or delta on ``channel``."""
-    if delta.is_snapshot:
-        bids, asks = _levels(delta)
-        return {"type": "snapshot", "channel": channel, "exchange": exchange, "symbol": symbol,
-                "sequence": delta.sequence, "price_precision": delta.price_precision,
-                "size_precision": delta.size_precision, "bids": bids, "asks": asks,
-                "ts_event": ts_event, "ts_recv": ts_recv}
-    return {"type": "delta", "channel": channel, "exchange": exchange, "symbol": symbol,
-            "sequence": delta.sequence, "changes": [list(c) for c in delta.changes],
-            "ts_event": ts_event, "ts_recv": ts_recv}
-
-
-class WsFanout:
-    """The WebSocket side of the hub: a subscriber (``on_event``) and the ``/ws`` endpoint."""
+    ``slow_client_s``: a client whose socket has not drained (bytes we gave it still in the
+    transport buffer or unsent in the kernel, or, without transport access, a non-empty queue)
+    at every watchdog tick for this long is closed with 1008, whatever the traffic level."""
 
     def __init__(self, *, exchanges: Iterable[str], symbols: Iterable[str],
                  books: Callable[[str, str], OrderBook | None], queue_size: int = 4096,
-                 metrics: Any = None, bbo: Callable[[str], dict | None] | None = None) -> None:
+                 metrics: Any = None, bbo: Callable[[str], dict | None] | None = None,
+                 slow_client_s: float = SLOW_CLIENT_S) -> None:
         self._exchanges = tuple(exchanges)
         self._symbols = tuple(symbols)
         self._books = books
         self._bbo = bbo
         self._queue_size = queue_size
         self._metrics = metrics
+        self._slow_s = slow_client_s
+        # Ticks fine enough that detection lands within a quarter deadline of it.
+        self._tick_s = max(0.02, min(0.25, slow_client_s / 4))
         self._subs: dict[str, dict[_Client, str]] = {}
         self._clients: set[_Client] = set()
         self._last_bbo: dict[str, Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dirty: list[_Client] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._watch_handle: asyncio.TimerHandle | None = None
         self.stats = {"clients": 0, "messages_out": 0, "messages_in": 0, "overflow_closed": 0,
-                      "connections": 0}
+                      "deadline_closed": 0, "slow_closed": 0, "connections": 0}
         if metrics is not None:
             self._out_counter = metrics.websocket_messages.labels(direction="out")
             self._in_counter = metrics.websocket_messages.labels(direction="in")
 
-    # --- channels -----------------------------------------------------------------------------
-
-    def channels(self) -> list[str]:
-        """Every channel a client may subscribe to."""
-        out = []
-        for ex in self._exchanges:
-            for sym in self._symbols:
-                out += [f"book:{ex}:{sym}", f"trades:{ex}:{sym}"]
-        for sym in self._symbols:
-            out += [f"arbitrage:{sym}", f"bbo:{sym}"]
-        return out
-
-    def _check_channel(self, channel: Any) -> str | None:
-        """None when ``channel`` is valid, else the reason."""
-        if not isinstance(channel, str):
-            return "channel must be a string"
-        parts = channel.split(":")
-        if parts[0] in ("book", "trades") and len(parts) == 3:
-            if parts[1] not in self._exchanges:
-                return f"unknown exchange {parts[1]!r} (serving: {', '.join(self._exchanges)})"
-            if parts[2] not in self._symbols:
-                return f"unknown symbol {parts[2]!r} (serving: {', '.join(self._symbols)})"
-            return None
-        if parts[0] in ("arbitrage", "bbo") and len(parts) == 2:
-            return None if parts[1] in self._symbols else f"unknown symbol {parts[1]!r}"
-        return ("channel must be book:<exchange>:<symbol>, trades:<exchange>:<symbol>, "
-                "arbitrage:<symbol> or bbo:<symbol>")
+    def _bbo_of(self, symbol: str) -> dict | None:
+        return self._bbo(symbol) if self._bbo is not None else None
 
     # --- hub subscriber -----------------------------------------------------------------------
 
@@ -151,7 +152,7 @@ class WsFanout:
             if targets:
                 self._fan(targets, lambda: orjson.dumps(book_message(
                     channel, event.exchange, event.symbol, event.delta, event.ts_event,
-                    event.ts_recv)).decode(), lambda: wire.encode(event, time.time_ns()))
+                    event.ts_recv)), lambda: wire.encode(event, time.time_ns()))
             self._maybe_bbo(event.symbol)
         elif isinstance(event, Trade):
             channel = f"trades:{event.exchange}:{event.symbol}"
@@ -161,17 +162,17 @@ class WsFanout:
                     "type": "trade", "channel": channel, "exchange": event.exchange,
                     "symbol": event.symbol, "price": event.price, "size": event.size,
                     "side": event.side, "trade_id": event.trade_id,
-                    "ts_event": event.ts_event, "ts_recv": event.ts_recv}).decode(), None)
+                    "ts_event": event.ts_event, "ts_recv": event.ts_recv}), None)
         elif isinstance(event, Gap):
             symbols = (event.symbol,) if event.symbol else self._symbols
             for sym in symbols:
                 channel = f"book:{event.exchange}:{sym}"
                 targets = self._subs.get(channel)
                 if targets:
-                    self._fan(targets, lambda c=channel: orjson.dumps({
-                        "type": "gap", "channel": c, "exchange": event.exchange, "symbol": sym,
+                    self._fan(targets, lambda c=channel, s=sym: orjson.dumps({
+                        "type": "gap", "channel": c, "exchange": event.exchange, "symbol": s,
                         "reason": event.reason, "detail": event.detail, "missed": event.missed,
-                        "ts_recv": event.ts_recv}).decode(), None)
+                        "ts_recv": event.ts_recv}), None)
 
     def on_opportunity(self, symbol: str, payload: dict[str, Any]) -> None:
         """Publish an arbitrage opportunity (opened/closed) on ``arbitrage:<symbol>``."""
@@ -180,7 +181,7 @@ class WsFanout:
         if targets:
             self._fan(targets, lambda: orjson.dumps(
                 {"type": "arbitrage", "channel": channel, **payload},
-                option=orjson.OPT_NON_STR_KEYS).decode(), None)
+                option=orjson.OPT_NON_STR_KEYS), None)
 
     def _maybe_bbo(self, symbol: str) -> None:
         channel = f"bbo:{symbol}"
@@ -196,67 +197,199 @@ class WsFanout:
             return
         self._last_bbo[symbol] = top
         self._fan(targets, lambda: orjson.dumps({"type": "bbo", "channel": channel, **bbo},
-                                                default=str).decode(), None)
+                                                default=str), None)
 
-    def _fan(self, targets: dict[_Client, str], as_json: Callable[[], str],
+    def _fan(self, targets: dict[_Client, str], as_json: Callable[[], bytes],
              as_binary: Callable[[], bytes] | None) -> None:
-        text: str | None = None
-        data: bytes | None = None
+        text: _Msg | None = None
+        data: _Msg | None = None
         overflowed = None
         for client, encoding in targets.items():
             if encoding == "binary" and as_binary is not None:
                 if data is None:
-                    data = as_binary()
-                msg: str | bytes = data
+                    data = _Msg(as_binary(), False)
+                msg = data
             else:
                 if text is None:
-                    text = as_json()
+                    text = _Msg(as_json())
                 msg = text
-            n = len(client.queue)
-            if n >= client.limit and (client.in_send or n >= client.limit * HARD_LIMIT_FACTOR):
+            if not self._push(client, msg):
                 overflowed = overflowed or []
                 overflowed.append(client)
-                continue
-            client.queue.append(msg)
-            client.wake.set()
         if overflowed:
-            for client in overflowed:
+            for client in overflowed:     # after the loop: this drops them from ``targets``
                 self._overflow(client)
 
+    # --- queue -> socket ----------------------------------------------------------------------
+
+    def _push(self, client: _Client, msg: _Msg) -> bool:
+        """Queue ``msg`` for ``client``; False when the queue is full (the caller drops it)."""
+        queue = client.queue
+        n = len(queue)
+        if n >= client.limit and (client.in_send or n >= client.limit * HARD_LIMIT_FACTOR):
+            return False
+        queue.append(msg)
+        if not client.conn.fast:
+            client.wake.set()
+        elif not client.pending:
+            client.pending = True
+            self._dirty.append(client)
+            if self._flush_handle is None:
+                # One callback for everything fanned out until the loop comes round: a burst of
+                # events reaches each client in one write, and the hub never waits for a socket.
+                self._flush_handle = self._loop.call_soon(self._flush)
+        return True
+
+    def _reply(self, client: _Client, obj: dict[str, Any]) -> None:
+        if not client.closing and not self._push(client, _Msg(orjson.dumps(obj))):
+            self._overflow(client)
+
+    def _push_binary(self, client: _Client, payload: bytes) -> None:
+        if not client.closing and not self._push(client, _Msg(payload, False)):
+            self._overflow(client)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        dirty, self._dirty = self._dirty, []
+        sent = 0
+        for client in dirty:
+            client.pending = False
+            if not client.closing and not client.in_send:
+                sent += self._write(client)
+        if sent:
+            self._count(sent)
+
+    def _write(self, client: _Client) -> int:
+        """Everything queued for a fast-path client, in one transport write; messages written."""
+        conn = client.conn
+        queue = client.queue
+        if not queue:
+            return 0
+        if not conn.writable():
+            # Above the transport's high-water mark: the client's task waits for it to resume.
+            client.in_send = True
+            client.wake.set()
+            return 0
+        if not conn.open():
+            queue.clear()           # closing: the endpoint is about to end
+            return 0
+        n = len(queue)
+        if client.batch and n > 1:
+            data = self._batched(queue)
+        elif n == 1:
+            data = queue[0].frame()
+        else:
+            data = b"".join([m.frame() for m in queue])
+        queue.clear()
+        conn.write(data)
+        client.sent += n
+        return n
+
+    @staticmethod
+    def _batched(queue: deque[_Msg]) -> bytes:
+        """Runs of JSON messages as array frames (at most MAX_BATCH each); binary as they are."""
+        frames: list[bytes] = []
+        run: list[bytes] = []
+        for msg in queue:
+            if msg.text:
+                run.append(msg.payload)
+                if len(run) < MAX_BATCH:
+                    continue
+            if run:
+                frames.append(text_frame(b"[" + b",".join(run) + b"]") if len(run) > 1
+                              else text_frame(run[0]))
+                run = []
+            if not msg.text:
+                frames.append(msg.frame())
+        if run:
+            frames.append(text_frame(b"[" + b",".join(run) + b"]") if len(run) > 1
+                          else text_frame(run[0]))
+        return b"".join(frames)
+
+    def _count(self, n: int) -> None:
+        # Counted once per flush: a Prometheus inc per message costs as much as the send itself.
+        self.stats["messages_out"] += n
+        if self._metrics is not None:
+            self._out_counter.inc(n)
+
+    # --- slow clients -------------------------------------------------------------------------
+
     def _overflow(self, client: _Client) -> None:
-        """Drop a client that cannot keep up: out of every channel now, closed with 1008."""
+        """Drop a client whose queue is full: out of every channel now, closed with 1008."""
+        if client.closing:
+            return
+        self.stats["overflow_closed"] += 1
+        self._close_slow(client, f"send queue overflow ({client.limit} messages): "
+                                 f"client too slow")
+
+    def _watch(self) -> None:
+        """Watchdog tick: close every client whose socket has stayed undrained too long."""
+        self._watch_handle = None
+        now = time.monotonic()
+        late = []
+        for client in self._clients:
+            if client.closing:
+                continue
+            conn = client.conn
+            if conn.fast:
+                if not conn.open():      # closed by the peer: the endpoint is ending it
+                    continue
+                backlog = conn.backlog()
+                drained = backlog == 0
+            else:
+                backlog = 0
+                drained = not client.queue and not client.in_send
+            if drained:
+                client.stuck_since = None
+            elif client.stuck_since is None:
+                client.stuck_since = now
+            elif now - client.stuck_since >= self._slow_s:
+                late.append((client, now - client.stuck_since, backlog))
+        for client, stuck, backlog in late:
+            self.stats["deadline_closed"] += 1
+            self._close_slow(client, f"client too slow: socket not drained for {stuck:.1f} s, "
+                                     f"{len(client.queue)} messages dropped, "
+                                     f"{backlog // 1024} KiB unsent")
+        if self._clients and self._loop is not None and not self._loop.is_closed():
+            self._watch_handle = self._loop.call_later(self._tick_s, self._watch)
+
+    def _close_slow(self, client: _Client, reason: str) -> None:
+        """Out of every channel now; closed with 1008 and ``reason`` without waiting for it."""
         self._drop_subscriptions(client)
         client.queue.clear()
         client.closing = True
-        client.close_reason = f"send queue overflow ({client.limit} messages): client too slow"
-        client.wake.set()
-        self.stats["overflow_closed"] += 1
+        client.slow = True
+        client.close_reason = reason
+        self.stats["slow_closed"] += 1
         if self._metrics is not None:
             self._metrics.websocket_disconnects.labels(reason="slow_client").inc()
-
-    def _drop_subscriptions(self, client: _Client) -> None:
-        for channel in client.channels:
-            targets = self._subs.get(channel)
-            if targets is not None:
-                targets.pop(client, None)
-                if not targets:
-                    del self._subs[channel]
-        client.channels.clear()
+        log.info("ws client closed (1008): %s", reason)
+        if client.conn.fast:
+            # The close frame goes behind what the transport holds; the sender may be parked on
+            # a paused transport that will never resume, so it is cancelled, not woken.
+            client.conn.close_now(CLOSE_POLICY, reason[:120], ABORT_AFTER_S)
+            if client.sender is not None:
+                client.sender.cancel()
+        else:
+            client.wake.set()
 
     # --- the endpoint -------------------------------------------------------------------------
 
     async def endpoint(self, websocket: WebSocket) -> None:
         """The ``/ws`` handler: accept, then read control messages while a task sends."""
         await websocket.accept()
-        client = _Client(websocket, self._queue_size)
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        client = _Client(websocket, self._queue_size, Conn.of_current_task())
         client.batch = websocket.query_params.get("batch") in ("1", "true")
         self._clients.add(client)
+        if self._watch_handle is None:
+            self._watch_handle = self._loop.call_later(self._tick_s, self._watch)
         self.stats["connections"] += 1
         self.stats["clients"] = len(self._clients)
         if self._metrics is not None:
             self._metrics.websocket_clients.set(len(self._clients))
-        sender = asyncio.create_task(self._send_loop(client))
-        reason = "client"
+        sender = client.sender = asyncio.create_task(self._send_loop(client))
         try:
             while not client.closing:
                 receive = asyncio.ensure_future(websocket.receive())
@@ -272,8 +405,6 @@ class WsFanout:
             pass
         finally:
             self._drop_subscriptions(client)
-            if client.closing:
-                reason = "slow_client" if client.close_reason.startswith("send queue") else "policy"
             if not sender.done():
                 sender.cancel()
             try:
@@ -284,172 +415,69 @@ class WsFanout:
             self.stats["clients"] = len(self._clients)
             if self._metrics is not None:
                 self._metrics.websocket_clients.set(len(self._clients))
-                if reason == "client":
+                if not client.slow:
                     self._metrics.websocket_disconnects.labels(reason="client").inc()
 
-    def _count_sent(self, client: _Client, n: int) -> None:
-        client.sent += n
-        self.stats["messages_out"] += n
-        if self._metrics is not None:
-            self._out_counter.inc(n)
-
     async def _send_loop(self, client: _Client) -> None:
-        ws = client.ws
+        """Per-client task: closes, and sends whatever the flush callback could not."""
+        conn = client.conn
         queue = client.queue
         try:
             while True:
-                sent = 0
-                while queue:
-                    msg = queue.popleft()
-                    if isinstance(msg, str):
-                        if client.batch and queue and isinstance(queue[0], str):
-                            # Everything JSON that is waiting, as one frame: one send instead
-                            # of many is what lets hundreds of clients keep up.
-                            parts = [msg]
-                            while queue and isinstance(queue[0], str) and len(parts) < MAX_BATCH:
-                                parts.append(queue.popleft())
-                            msg = "[" + ",".join(parts) + "]"
-                            n = len(parts)
-                        else:
-                            n = 1
-                        client.in_send = True
-                        await ws.send({"type": "websocket.send", "text": msg})
-                    else:
-                        n = 1
-                        client.in_send = True
-                        await ws.send({"type": "websocket.send", "bytes": msg})
-                    client.in_send = False
-                    sent += n
-                    if sent >= 64:
-                        self._count_sent(client, sent)
-                        sent = 0
-                        await asyncio.sleep(0)   # fairness: a long backlog must not hog the loop
-                # Counted once per drained batch: a Prometheus inc per message costs as much
-                # as the send itself.
-                if sent:
-                    self._count_sent(client, sent)
                 if client.closing:
-                    # The close frame may wait behind a full socket buffer; bound the wait.
-                    await asyncio.wait_for(ws.close(CLOSE_POLICY, client.close_reason[:120]),
-                                           CLOSE_TIMEOUT_S)
+                    if not conn.fast:
+                        # The close frame may wait behind a full socket buffer; bound the wait.
+                        await asyncio.wait_for(
+                            client.ws.close(CLOSE_POLICY, client.close_reason[:120]),
+                            CLOSE_TIMEOUT_S)
                     return
+                if queue:
+                    if not conn.fast:
+                        await self._send_asgi(client)
+                        continue
+                    if not conn.writable():
+                        client.in_send = True
+                        await conn.wait_writable()
+                    client.in_send = False
+                    sent = self._write(client)
+                    if sent:
+                        self._count(sent)
+                    elif queue and not conn.open():
+                        queue.clear()
+                    continue
                 client.wake.clear()
                 await client.wake.wait()
         except (WebSocketDisconnect, RuntimeError, OSError, asyncio.TimeoutError):
             # Disconnected or the close timed out; the endpoint cleans up.
             client.closing = True
 
-    def _reply(self, client: _Client, obj: dict[str, Any]) -> None:
-        if len(client.queue) >= client.limit * HARD_LIMIT_FACTOR:
-            self._overflow(client)
-            return
-        client.queue.append(orjson.dumps(obj).decode())
-        client.wake.set()
-
-    def _on_client_message(self, client: _Client, raw: str | bytes | None) -> None:
-        self.stats["messages_in"] += 1
-        if self._metrics is not None:
-            self._in_counter.inc()
-        if raw is None or len(raw) > MAX_CLIENT_MESSAGE:
-            self._reply(client, {"type": "error", "reason": "bad_message",
-                                 "detail": f"messages are JSON objects under {MAX_CLIENT_MESSAGE} bytes"})
-            return
-        try:
-            msg = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            self._reply(client, {"type": "error", "reason": "bad_json", "detail": "not JSON"})
-            return
-        if not isinstance(msg, dict):
-            self._reply(client, {"type": "error", "reason": "bad_message",
-                                 "detail": "expected a JSON object"})
-            return
-        op = msg.get("op")
-        if op == "ping":
-            self._reply(client, {"type": "pong", "id": msg.get("id")})
-        elif op == "options":
-            batch = msg.get("batch")
-            if not isinstance(batch, bool):
-                self._reply(client, {"type": "error", "reason": "bad_option", "op": op,
-                                     "detail": "'batch' must be true or false"})
-                return
-            client.batch = batch
-            self._reply(client, {"type": "options", "batch": batch})
-        elif op in ("subscribe", "unsubscribe"):
-            channels = msg.get("channels")
-            if isinstance(channels, str):
-                channels = [channels]
-            if not isinstance(channels, list) or not channels:
-                self._reply(client, {"type": "error", "reason": "bad_channels", "op": op,
-                                     "detail": "'channels' must be a non-empty list"})
-                return
-            encoding = msg.get("encoding", "json")
-            if encoding not in ("json", "binary"):
-                self._reply(client, {"type": "error", "reason": "bad_encoding", "op": op,
-                                     "detail": "'encoding' must be 'json' or 'binary'"})
-                return
-            for channel in channels:
-                problem = self._check_channel(channel)
-                if problem:
-                    self._reply(client, {"type": "error", "reason": "bad_channel", "op": op,
-                                         "channel": channel, "detail": problem})
-                    return
-            if op == "subscribe":
-                self._subscribe(client, channels, encoding)
+    async def _send_asgi(self, client: _Client) -> None:
+        """Drain the queue through the ASGI ``send`` (no transport access)."""
+        ws, queue = client.ws, client.queue
+        sent = 0
+        while queue:
+            msg = queue.popleft()
+            n = 1
+            if msg.text:
+                payload = msg.payload
+                if client.batch and queue and queue[0].text:
+                    # Everything JSON that is waiting, as one frame.
+                    parts = [payload]
+                    while queue and queue[0].text and len(parts) < MAX_BATCH:
+                        parts.append(queue.popleft().payload)
+                    payload = b"[" + b",".join(parts) + b"]"
+                    n = len(parts)
+                client.in_send = True
+                await ws.send({"type": "websocket.send", "text": payload.decode()})
             else:
-                self._unsubscribe(client, channels)
-        elif op == "snapshot":
-            channel = msg.get("channel")
-            if self._check_channel(channel) or not str(channel).startswith("book:"):
-                self._reply(client, {"type": "error", "reason": "bad_channel", "op": op,
-                                     "channel": channel, "detail": "snapshot needs a book channel"})
-                return
-            self._send_snapshot(client, channel, client.channels.get(channel, "json"))
-        else:
-            self._reply(client, {"type": "error", "reason": "bad_op",
-                                 "detail": "op must be subscribe, unsubscribe, snapshot, options or ping"})
-
-    def _subscribe(self, client: _Client, channels: list[str], encoding: str) -> None:
-        if len(client.channels) + len(channels) > MAX_CHANNELS_PER_CLIENT:
-            self._reply(client, {"type": "error", "reason": "too_many_channels",
-                                 "detail": f"at most {MAX_CHANNELS_PER_CLIENT} per connection"})
-            return
-        self._reply(client, {"type": "subscribed", "channels": channels, "encoding": encoding})
-        for channel in channels:
-            client.channels[channel] = encoding
-            self._subs.setdefault(channel, {})[client] = encoding
-            if channel.startswith("book:"):
-                # Enqueued right now, on the loop: the next delta the hub fans out to this client
-                # is exactly the book's next sequence.
-                self._send_snapshot(client, channel, encoding)
-            elif channel.startswith("bbo:") and self._bbo is not None:
-                bbo = self._bbo(channel[4:])
-                if bbo is not None:
-                    self._reply(client, {"type": "bbo", "channel": channel, **bbo})
-
-    def _unsubscribe(self, client: _Client, channels: list[str]) -> None:
-        for channel in channels:
-            client.channels.pop(channel, None)
-            targets = self._subs.get(channel)
-            if targets is not None:
-                targets.pop(client, None)
-                if not targets:
-                    del self._subs[channel]
-        self._reply(client, {"type": "unsubscribed", "channels": channels})
-
-    def _send_snapshot(self, client: _Client, channel: str, encoding: str) -> None:
-        _, exchange, symbol = channel.split(":")
-        book = self._books(exchange, symbol)
-        if book is None:
-            # Not synced yet: the collector's own snapshot will reach this subscriber.
-            self._reply(client, {"type": "syncing", "channel": channel})
-            return
-        delta = book.snapshot_delta()
-        if encoding == "binary":
-            if len(client.queue) >= client.limit * HARD_LIMIT_FACTOR:
-                self._overflow(client)
-                return
-            client.queue.append(wire.encode_book("snapshot", exchange, symbol, delta, 0, 0,
-                                                 time.time_ns()))
-            client.wake.set()
-        else:
-            self._reply(client, book_message(channel, exchange, symbol, delta, 0, 0))
+                client.in_send = True
+                await ws.send({"type": "websocket.send", "bytes": msg.payload})
+            client.in_send = False
+            sent += n
+            client.sent += n
+            if sent >= 64:
+                self._count(sent)
+                sent = 0
+                await asyncio.sleep(0)   # fairness: a long backlog must not hog the loop
+        if sent:
+            self._count(sent)
