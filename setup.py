@@ -40,7 +40,8 @@ def extension(name: str) -> Extension:
 
 setup(
     ext_modules=cythonize(
-        [extension("_ring"), extension("_book"), extension("exchanges._hotpath")],
+        [extension("_ring"), extension("_book"), extension("exchanges._hotpath"),
+         extension("exchanges._scan")],
         compiler_directives={
             "language_level": 3,
             "embedsignature": True,

@@ -38,7 +38,23 @@ _CONVENTIONS: dict[str, _Convention] = {
     "binanceus": _Convention("", {}, lower_stream=True),
 }
 
-# Concatenated symbols cannot be split without knowing the quote assets: longest match first.
+# Concatenated symbols cannot be split by text alone (USDTUSD is USDT-USD, not USD-TUSD): the
+# exchange's listed pairs say it (Binance.US exchangeInfo: baseAsset/quoteAsset).  A native
+# missing from the table falls back to the longest known quote suffix.
+_PAIRS: dict[str, dict[str, tuple[str, str]]] = {"binanceus": {
+    b + q: (b, q) for b, q in (p.split("/") for p in """
+    BTC/USD ETH/USD BCH/USD LTC/USD XRP/USD ADA/USD BNB/USD DOGE/USD SOL/USD DOT/USD LINK/USD
+    UNI/USD AVAX/USD MATIC/USD ATOM/USD XLM/USD ALGO/USD ETC/USD ZEC/USD DASH/USD ZRX/USD
+    ZEN/USD OMG/USD COMP/USD CRV/USD MKR/USD AAVE/USD BAT/USD ENJ/USD MANA/USD SAND/USD
+    GRT/USD FIL/USD XTZ/USD EOS/USD ONE/USD HBAR/USD VET/USD NEO/USD QTUM/USD ICX/USD
+    ONT/USD ZIL/USD RVN/USD WAVES/USD KNC/USD STORJ/USD SUSHI/USD YFI/USD SHIB/USD EGLD/USD
+    PAXG/USD IOTA/USD NANO/USD USDT/USD USDC/USD BUSD/USD DAI/USD TUSD/USD UST/USD
+    BTC/USDT ETH/USDT BCH/USDT LTC/USDT ADA/USDT BNB/USDT DOGE/USDT SOL/USDT DOT/USDT
+    LINK/USDT UNI/USDT AVAX/USDT MATIC/USDT ATOM/USDT XLM/USDT ALGO/USDT ETC/USDT ZRX/USDT
+    COMP/USDT CRV/USDT MKR/USDT AAVE/USDT SHIB/USDT USDC/USDT BUSD/USDT
+    BTC/USDC ETH/USDC SOL/USDC BTC/BUSD ETH/BUSD BNB/BUSD OMG/BUSD ADA/BUSD SOL/BUSD
+    ETH/BTC BNB/BTC ADA/BTC LTC/BTC XRP/BTC SOL/BTC LINK/BTC BNB/ETH
+    """.split())}}
 _QUOTES = ("USDT", "USDC", "BUSD", "TUSD", "DAI", "USD", "EUR", "GBP", "BTC", "ETH", "BNB")
 
 # Precisions we know without asking the exchange: (exchange, symbol) -> (price, size).
@@ -96,6 +112,8 @@ def from_native(exchange: str, native: str, *, variant: str | None = None) -> In
         base, sep, quote = text.partition(conv.separator)
         if not sep or not base or not quote:
             raise ValueError(f"{exchange} symbol {native!r} has no {conv.separator!r} separator")
+    elif text in _PAIRS.get(exchange, {}):
+        base, quote = _PAIRS[exchange][text]
     else:
         quote = next((q for q in _QUOTES if text.endswith(q) and len(text) > len(q)), "")
         if not quote:

@@ -16,6 +16,7 @@ from alphapulse.capture import read_frames
 from alphapulse.events import BookSnapshot, BookUpdate, Gap, Rejected, Trade
 from alphapulse.exchanges import get_parser
 from alphapulse.exchanges.binanceus import BinanceUSParser, snapshot_weight
+from alphapulse.symbols import from_native, instrument
 
 # SOURCES.md: file -> (symbol, depth events, aggTrades, best bid, best ask)
 REAL = {
@@ -81,6 +82,23 @@ def test_usdtusd_with_subscribed_symbol(fixtures_dir: Path) -> None:
     # USDTUSD alone is ambiguous (USDT-USD or USD-TUSD): the subscription decides
     parser, _ = run(read_frames(fixtures_dir / "binanceus" / "2021-04-17-usdtusd.jsonl"),
                     ["USDT-USD"])
+    assert list(parser.books) == ["USDT-USD"] and parser.stats()["gaps"] == 0
+
+
+@pytest.mark.parametrize("native, symbol", [
+    ("USDTUSD", "USDT-USD"), ("usdtusd", "USDT-USD"), ("BUSDUSD", "BUSD-USD"),
+    ("USDCUSDT", "USDC-USDT"), ("TUSDUSD", "TUSD-USD"), ("ETHBUSD", "ETH-BUSD"),
+    ("ZRXUSDT", "ZRX-USDT"), ("BTCUSD", "BTC-USD")])
+def test_native_symbols_split_by_the_listed_pairs(native: str, symbol: str) -> None:
+    # the listed pairs (exchangeInfo's baseAsset/quoteAsset) decide, not the longest suffix
+    inst = from_native("binanceus", native)
+    assert inst.symbol == symbol and inst.native == native.upper()
+    assert instrument("binanceus", symbol).native == native.upper()
+
+
+def test_usdtusd_capture_without_subscription(fixtures_dir: Path) -> None:
+    # verify (no symbol list) names the book from the listed pair
+    parser, _ = run(read_frames(fixtures_dir / "binanceus" / "2021-04-17-usdtusd.jsonl"))
     assert list(parser.books) == ["USDT-USD"] and parser.stats()["gaps"] == 0
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -34,7 +35,16 @@ from ..errors import BookError, ProtocolError
 from ..events import Event
 from ..symbols import from_native, instrument, stream_name
 from ._http import WeightLimiter, http_get
+from ._scanned import deliver
 from .base import LIVE, RESYNCING, FeedParser, MarketDataCollector, make_book_update
+from .parser import HOTPATH_MISSING
+
+try:  # the compiled scanner for the hottest frame; a missing build is a loud error
+    from ._scan import binance_depth_update as _scan_depth
+except ImportError as exc:
+    raise ImportError(HOTPATH_MISSING) from exc
+# Test-oracle switch, not a fallback: setting ``_scan_depth`` to None (the unit tests
+# monkeypatch it) sends every frame through the orjson path, so both paths are compared.
 
 __all__ = ["BinanceUSCollector", "BinanceUSParser", "snapshot_weight"]
 
@@ -66,6 +76,7 @@ class BinanceUSParser(FeedParser):
         self.max_levels, self.max_buffer = max_levels, max_buffer
         self.rest_symbol: str | None = None
         self._natives: dict[Any, OrderBook | None] = {}
+        self._scan_natives: dict[bytes, tuple[OrderBook, str]] = {}   # for ``_scan_depth``
         self._last_u: dict[str, int] = {}          # symbol -> last applied final update id
         self._bridge: set[str] = set()             # next event must straddle lastUpdateId+1
         self._buffer: dict[str, list[tuple[int, int, list[Any], int]]] = {}
@@ -110,6 +121,19 @@ class BinanceUSParser(FeedParser):
                    snapshot_retries=self.snapshot_retries, buffer_overflows=self.buffer_overflows,
                    stale_snapshots=self.stale_snapshots)
         return out
+
+    def feed(self, frame: bytes | str, ts_recv: int | None = None) -> None:
+        # The hottest frame (an in-order depthUpdate of a live book) is scanned and applied in
+        # C; anything the scanner does not fully recognise takes the general path below.
+        if type(frame) is bytes and _scan_depth is not None:
+            if ts_recv is None:
+                ts_recv = time.time_ns()
+            hit = _scan_depth(frame, self._scan_natives, self._states, self._last_u,
+                              self._bridge, self.max_levels, make_book_update, ts_recv)
+            if hit is not None:
+                deliver(self, hit, "depth", ts_recv)
+                return
+        FeedParser.feed(self, frame, ts_recv)
 
     def parse(self, frame: bytes | str, ts_recv: int) -> None:
         msg = _loads(frame)
@@ -160,6 +184,8 @@ class BinanceUSParser(FeedParser):
         book = self.book_for(inst) if inst is not None and self.wants(inst.symbol) else None
         if len(self._natives) < 10_000:
             self._natives[native] = book
+        if book is not None and native.isascii():
+            self._scan_natives[native.encode()] = (book, self.natives[book.symbol])
         return book
 
     def _depth(self, msg: dict[str, Any], ts_recv: int) -> None:

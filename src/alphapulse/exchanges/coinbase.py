@@ -23,6 +23,7 @@ picks the subscribe dialect from ``feed=`` or the URL.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
@@ -34,7 +35,16 @@ from ..errors import ProtocolError
 from ..events import Event
 from ..symbols import from_native, instrument
 from ._coinbase_exchange import ExchangeFeedMixin, _check_decimal, iso_ns
+from ._scanned import deliver
 from .base import LIVE, RESYNCING, FeedParser, MarketDataCollector, make_book_update
+from .parser import HOTPATH_MISSING
+
+try:  # the compiled scanner for the hottest frame; a missing build is a loud error
+    from ._scan import coinbase_l2_update as _scan_l2
+except ImportError as exc:
+    raise ImportError(HOTPATH_MISSING) from exc
+# Test-oracle switch, not a fallback: setting ``_scan_l2`` to None (the unit tests monkeypatch
+# it) sends every frame through the orjson path, so both paths are checked against each other.
 
 __all__ = ["ADVANCED_TRADE_URL", "EXCHANGE_URL", "CoinbaseCollector", "CoinbaseParser",
            "iso_ns"]
@@ -62,6 +72,7 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
         self._expected: int | None = None          # next sequence_num on this connection
         self._hole: tuple[int, int] | None = None  # numbers skipped by the last jump
         self._products: dict[Any, OrderBook | None] = {}
+        self._scan_products: dict[bytes, tuple[OrderBook, str]] = {}   # for ``_scan_l2``
         self._last_ts: tuple[Any, int] = ("", 0)          # last l2 timestamp text -> ns
         self.sequence_anomalies = 0
         self.protocol: str | None = None            # "advanced_trade" | "exchange", as seen
@@ -86,6 +97,22 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
         out = super().stats()
         out["sequence_anomalies"] = self.sequence_anomalies
         return out
+
+    def feed(self, frame: bytes | str, ts_recv: int | None = None) -> None:
+        # The hottest frame (an in-order l2_data update of a live book) is scanned and applied
+        # in C; anything the scanner does not fully recognise takes the general path below.
+        expected = self._expected
+        if expected is not None and type(frame) is bytes and _scan_l2 is not None:
+            if ts_recv is None:
+                ts_recv = time.time_ns()
+            hit = _scan_l2(frame, expected, self._scan_products, self._states, self.max_levels,
+                           make_book_update, ts_recv)
+            if hit is not None:
+                self._expected = expected + 1
+                self.protocol = "advanced_trade"
+                deliver(self, hit, "level2", ts_recv)
+                return
+        FeedParser.feed(self, frame, ts_recv)
 
     def parse(self, frame: bytes | str, ts_recv: int) -> None:
         msg = _loads(frame)
@@ -167,11 +194,15 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
     def _product(self, product: Any) -> OrderBook | None:
         """The book for a product id, or None (rejected) when it is not ours."""
         try:
-            return self._products[product]
+            book = self._products[product]
         except KeyError:
             pass
         except TypeError:
             raise ProtocolError("unknown_symbol", f"product_id {product!r:.40}") from None
+        else:
+            if book is None:        # known and not ours (cached): rejected every time
+                raise ProtocolError("unknown_symbol", f"product_id {product!r:.40}")
+            return book
         if type(product) is not str or len(product) > 40:
             raise ProtocolError("unknown_symbol", f"product_id {product!r:.40}")
         try:
@@ -182,6 +213,8 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
         book = self.book_for(inst) if inst is not None and self.wants(inst.symbol) else None
         if len(self._products) < 10_000:            # hostile ids must not grow this forever
             self._products[product] = book
+        if book is not None and product.isascii():
+            self._scan_products[product.encode()] = (book, self.natives[book.symbol])
         if book is None:
             raise ProtocolError("unknown_symbol", f"product_id {product!r:.40}")
         return book

@@ -1,0 +1,344 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Compiled scanners for the hottest Coinbase and Binance.US frames: scan, validate, apply.
+
+Each scanner takes one raw frame and either handles it *completely* (the book is updated and
+the BookUpdate event is built) or returns None having changed nothing, and the caller then
+runs the general orjson path on the same frame.  A frame is handled only when it is
+byte-for-byte the canonical shape the exchange writes (compact JSON, this key order, strings
+of printable ASCII without escapes, integers without sign, fraction or exponent), every
+number text is one the book accepts, and the parser state says the general path would take
+its in-order fast branch.  So the scanners only ever skip work, never decide anything: every
+rejection, gap and resync still comes from the general path.
+
+Coinbase Advanced Trade ``l2_data`` update (``"client_id":""`` after the channel optional)::
+
+    {"channel":"l2_data","timestamp":"2026-08-09T21:05:48.505350477Z","sequence_num":14,
+     "events":[{"type":"update","product_id":"BTC-USD","updates":[{"side":"bid",
+     "event_time":"...","price_level":"65062.5","new_quantity":"0.00583"}]}]}
+
+Binance.US ``depthUpdate``, bare or inside a combined-stream ``{"stream":"...","data":...}``::
+
+    {"e":"depthUpdate","E":1618677408921,"s":"BTCUSDT","U":372026686,"u":372026687,
+     "b":[["60511.37000000","0.00904000"]],"a":[]}
+
+The number texts go straight from the frame into the book's parse buffer (``_book.pxd``),
+through the same ``ap_parse_decimal`` the book applies to ``str`` input.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
+from libc.stdint cimport int64_t
+from libc.stdlib cimport realloc
+from libc.string cimport memcmp, memcpy
+
+from alphapulse._book cimport AP_DEC_OK, OrderBook, ap_change, ap_parse_decimal, ap_side_best
+
+from ._hotpath import rfc3339_ns
+
+ctypedef unsigned char uchar
+
+cdef str LIVE = "live"
+cdef bytes CB_PREFIX = b'{"channel":"l2_data","'
+cdef bytes BN_COMBINED = b'{"stream":"'
+cdef bytes BN_PREFIX = b'{"e":"depthUpdate","E":'
+
+# One parse buffer for every book (the GIL serialises callers); copied into the book's own
+# scratch once the whole frame is known to be good.
+cdef ap_change *_buf = NULL
+cdef Py_ssize_t _buf_cap = 0
+
+# Last timestamp text -> ns: Coinbase stamps many consecutive frames alike.
+cdef char _ts_text[40]
+cdef Py_ssize_t _ts_len = 0
+cdef long long _ts_ns = 0
+
+
+cdef int _room(Py_ssize_t n) except -1:
+    global _buf, _buf_cap
+    cdef Py_ssize_t cap
+    cdef ap_change *p
+    if n <= _buf_cap:
+        return 0
+    cap = max(n, 2 * _buf_cap, 64)
+    p = <ap_change *>realloc(_buf, <size_t>cap * sizeof(ap_change))
+    if p == NULL:
+        raise MemoryError()
+    _buf, _buf_cap = p, cap
+    return 0
+
+
+cdef inline bint _at(const uchar *p, Py_ssize_t pos, Py_ssize_t end, const char *lit,
+                     Py_ssize_t n) noexcept:
+    return pos + n <= end and memcmp(p + pos, lit, <size_t>n) == 0
+
+
+cdef inline Py_ssize_t _close(const uchar *p, Py_ssize_t pos, Py_ssize_t end) noexcept:
+    """From just after an opening quote: the closing quote of a string of printable ASCII
+    without escapes (its text is then exactly what a JSON decoder returns), or -1."""
+    cdef uchar c
+    while pos < end:
+        c = p[pos]
+        if c == 34:
+            return pos
+        if c == 92 or c < 32 or c > 126:
+            return -1
+        pos += 1
+    return -1
+
+
+cdef inline Py_ssize_t _uint(const uchar *p, Py_ssize_t pos, Py_ssize_t end,
+                             long long *out) noexcept:
+    """A JSON integer of 1-18 digits without sign or leading zero: index after it, or -1.
+    (A fraction or exponent after the digits fails the caller's next literal.)"""
+    cdef Py_ssize_t start = pos
+    cdef long long v = 0
+    if pos >= end or p[pos] < 48 or p[pos] > 57 or (p[pos] == 48 and pos + 1 < end
+                                                    and 48 <= p[pos + 1] <= 57):
+        return -1
+    while pos < end and 48 <= p[pos] <= 57:
+        v = v * 10 + (p[pos] - 48)
+        pos += 1
+        if pos - start > 18:
+            return -1
+    out[0] = v
+    return pos
+
+
+cdef inline Py_ssize_t _decimal(const uchar *p, Py_ssize_t pos, Py_ssize_t end, int precision,
+                                bint price, int64_t *out) noexcept:
+    """A quoted number text from just after its opening quote, parsed as the book would
+    (a price must be positive): index of the closing quote, or -1."""
+    cdef Py_ssize_t q = _close(p, pos, end)
+    if q < 0 or ap_parse_decimal(<const char *>p + pos, <size_t>(q - pos), precision,
+                                 out) != AP_DEC_OK:
+        return -1
+    if price and out[0] == 0:
+        return -1
+    return q
+
+
+cdef object _apply(OrderBook book, Py_ssize_t n):
+    """``book.apply`` of the n changes in the shared buffer (already validated)."""
+    book._reserve_scratch(n)
+    if n:
+        memcpy(book.scratch, _buf, <size_t>n * sizeof(ap_change))
+    book.sequence += 1
+    try:
+        return book._apply_parsed(n, True)
+    except BaseException:
+        book.sequence -= 1
+        raise
+
+
+cdef tuple _entry(const uchar *p, Py_ssize_t pos, Py_ssize_t q, dict table):
+    """``table``'s ``(book, native)`` for the symbol text ``p[pos:q]``, or None."""
+    cdef PyObject *hit = PyDict_GetItem(table, PyBytes_FromStringAndSize(<const char *>p + pos,
+                                                                         q - pos))
+    return None if hit == NULL else <tuple>hit
+
+
+cdef object _event(object make, OrderBook book, object native, object delta, long long ts_event,
+                   object ts_recv):
+    """``(make(...), crossed)``; crossed as ``OrderBook.crossed`` says it."""
+    cdef int64_t bk, bz, ak, az
+    ev = make(book.exchange, book.symbol, native, delta, ts_event, ts_recv)
+    return ev, bool(ap_side_best(&book.side[0], &bk, &bz) and
+                    ap_side_best(&book.side[1], &ak, &az) and bk >= -ak)
+
+
+ctypedef Py_ssize_t (*level_fn)(const uchar *p, Py_ssize_t pos, Py_ssize_t end, int pp,
+                                int sp, int side, ap_change *out) noexcept
+
+
+cdef Py_ssize_t _levels(const uchar *p, Py_ssize_t pos, Py_ssize_t end, OrderBook book,
+                        level_fn one, int side, Py_ssize_t max_levels,
+                        Py_ssize_t *count) except -2:
+    """A JSON array of levels from just after ``[``, each read by ``one`` into the buffer
+    after the ``count`` already there (at most ``max_levels`` in all): index after ``]``,
+    or -1."""
+    cdef Py_ssize_t n = count[0]
+    if pos < end and p[pos] == 93:
+        return pos + 1
+    while n < max_levels:
+        _room(n + 1)
+        pos = one(p, pos, end, book.price_precision, book.size_precision, side, &_buf[n])
+        if pos < 0:
+            return -1
+        n += 1
+        if pos < end and p[pos] == 44:
+            pos += 1
+        elif pos < end and p[pos] == 93:
+            count[0] = n
+            return pos + 1
+        else:
+            return -1
+    return -1
+
+
+# ---- Coinbase Advanced Trade -------------------------------------------------------------
+
+cdef long long _timestamp(const uchar *p, Py_ssize_t n):
+    """RFC 3339 text -> ns (``_hotpath.rfc3339_ns``, whose accepted forms all mean the same
+    under ``iso_ns``), or -1; the last text is remembered."""
+    global _ts_len, _ts_ns
+    cdef long long ns
+    if n == _ts_len and memcmp(p, _ts_text, <size_t>n) == 0:
+        return _ts_ns
+    # years past 2261 overflow int64 ns there, not in iso_ns: leave them to the general path
+    if n < 4 or memcmp(p, b"2262", 4) >= 0:
+        return -1
+    ns = rfc3339_ns(PyBytes_FromStringAndSize(<const char *>p, n))
+    if ns >= 0 and n <= 40:
+        memcpy(_ts_text, p, <size_t>n)
+        _ts_len, _ts_ns = n, ns
+    return ns
+
+
+cdef Py_ssize_t _cb_level(const uchar *p, Py_ssize_t pos, Py_ssize_t end, int pp, int sp,
+                          int side, ap_change *out) noexcept:
+    """``{"side":..,"event_time":..,"price_level":..,"new_quantity":..}`` (the side is in the
+    text; ``side`` is unused): index after it, or -1."""
+    cdef Py_ssize_t q
+    if not _at(p, pos, end, b'{"side":"', 9):
+        return -1
+    pos += 9
+    if _at(p, pos, end, b'bid"', 4):
+        out.side, pos = 0, pos + 4
+    elif _at(p, pos, end, b'offer"', 6):
+        out.side, pos = 1, pos + 6
+    elif _at(p, pos, end, b'ask"', 4):
+        out.side, pos = 1, pos + 4
+    else:
+        return -1
+    if not _at(p, pos, end, b',"event_time":"', 15):
+        return -1
+    q = _close(p, pos + 15, end)
+    if q < 0 or not _at(p, q, end, b'","price_level":"', 17):
+        return -1
+    q = _decimal(p, q + 17, end, pp, True, &out.price)
+    if q < 0 or not _at(p, q, end, b'","new_quantity":"', 18):
+        return -1
+    q = _decimal(p, q + 18, end, sp, False, &out.size)
+    if q < 0 or not _at(p, q, end, b'"}', 2):
+        return -1
+    return q + 2
+
+
+def coinbase_l2_update(bytes frame not None, long long expected, dict products not None,
+                       dict states not None, Py_ssize_t max_levels, object make,
+                       object ts_recv):
+    """Apply a canonical one-product ``l2_data`` update whose ``sequence_num`` is
+    ``expected``, for a product in ``products`` (product id bytes -> ``(book, native)``)
+    whose book is live in ``states``.  Returns ``(BookUpdate, crossed)`` built by ``make``
+    (``make_book_update``'s signature), or None having changed nothing."""
+    cdef const uchar *p = <const uchar *>PyBytes_AS_STRING(frame)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(frame), pos = 22, q, t0, t1, n = 0
+    cdef long long seq, ts
+    cdef tuple entry
+    cdef OrderBook book
+    if not _at(p, 0, end, PyBytes_AS_STRING(CB_PREFIX), 22):
+        return None
+    if _at(p, pos, end, b'client_id":"', 12):
+        q = _close(p, pos + 12, end)
+        if q < 0 or not _at(p, q, end, b'","', 3):
+            return None
+        pos = q + 3
+    if not _at(p, pos, end, b'timestamp":"', 12):
+        return None
+    t0 = pos + 12
+    t1 = _close(p, t0, end)
+    if t1 < 0 or not _at(p, t1, end, b'","sequence_num":', 17):
+        return None
+    q = _uint(p, t1 + 17, end, &seq)
+    if q < 0 or seq != expected or \
+            not _at(p, q, end, b',"events":[{"type":"update","product_id":"', 42):
+        return None
+    pos = q + 42
+    q = _close(p, pos, end)
+    if q < 0 or not _at(p, q, end, b'","updates":[', 13):
+        return None
+    entry = _entry(p, pos, q, products)
+    if entry is None:
+        return None
+    book = <OrderBook>entry[0]
+    if states.get(book.symbol) != LIVE:
+        return None
+    pos = _levels(p, q + 13, end, book, _cb_level, 0, max_levels, &n)
+    if pos < 0 or pos + 3 != end or not _at(p, pos, end, b'}]}', 3):
+        return None
+    ts = _timestamp(p + t0, t1 - t0)
+    if ts < 0:
+        return None
+    return _event(make, book, entry[1], _apply(book, n), ts, ts_recv)
+
+
+# ---- Binance.US ----------------------------------------------------------------------------
+
+cdef Py_ssize_t _bn_level(const uchar *p, Py_ssize_t pos, Py_ssize_t end, int pp, int sp,
+                          int side, ap_change *out) noexcept:
+    """``["price","qty"]``: index after it, or -1."""
+    cdef Py_ssize_t q
+    if not _at(p, pos, end, b'["', 2):
+        return -1
+    q = _decimal(p, pos + 2, end, pp, True, &out.price)
+    if q < 0 or not _at(p, q, end, b'","', 3):
+        return -1
+    q = _decimal(p, q + 3, end, sp, False, &out.size)
+    if q < 0 or not _at(p, q, end, b'"]', 2):
+        return -1
+    out.side = side
+    return q + 2
+
+
+def binance_depth_update(bytes frame not None, dict symbols not None, dict states not None,
+                         dict last_u not None, set bridge not None, Py_ssize_t max_levels,
+                         object make, object ts_recv):
+    """Apply a canonical ``depthUpdate`` (bare or combined-stream) for a symbol in
+    ``symbols`` (native bytes -> ``(book, native)``) whose book is live in ``states``, not
+    bridging a snapshot (``bridge``), and whose ``U`` follows ``last_u[symbol]``; then
+    ``last_u[symbol] = u``.  Returns ``(BookUpdate, crossed)`` built by ``make``, or None
+    having changed nothing."""
+    cdef const uchar *p = <const uchar *>PyBytes_AS_STRING(frame)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(frame), pos = 0, q, n = 0, tail = 0
+    cdef long long event_ms, first, final
+    cdef tuple entry
+    cdef PyObject *last
+    cdef OrderBook book
+    if _at(p, 0, end, PyBytes_AS_STRING(BN_COMBINED), 11):
+        q = _close(p, 11, end)
+        if q < 0 or not _at(p, q, end, b'","data":', 9):
+            return None
+        pos, tail = q + 9, 1
+    if not _at(p, pos, end, PyBytes_AS_STRING(BN_PREFIX), 23):
+        return None
+    q = _uint(p, pos + 23, end, &event_ms)
+    # E * 1_000_000 must stay an int64 (Python's int would not overflow: leave it to it)
+    if q < 0 or event_ms > 9223372036854 or not _at(p, q, end, b',"s":"', 6):
+        return None
+    pos = q + 6
+    q = _close(p, pos, end)
+    if q < 0 or not _at(p, q, end, b'","U":', 6):
+        return None
+    entry = _entry(p, pos, q, symbols)
+    if entry is None:
+        return None
+    book = <OrderBook>entry[0]
+    q = _uint(p, q + 6, end, &first)
+    if q < 0 or not _at(p, q, end, b',"u":', 5):
+        return None
+    q = _uint(p, q + 5, end, &final)
+    if q < 0 or first > final or not _at(p, q, end, b',"b":[', 6):
+        return None
+    last = PyDict_GetItem(last_u, book.symbol)
+    if last == NULL or type(<object>last) is not int or <object>last + 1 != first \
+            or states.get(book.symbol) != LIVE or book.symbol in bridge:
+        return None
+    q = _levels(p, q + 6, end, book, _bn_level, 0, max_levels, &n)
+    if q < 0 or not _at(p, q, end, b',"a":[', 6):
+        return None
+    q = _levels(p, q + 6, end, book, _bn_level, 1, max_levels, &n)
+    if q < 0 or q + 1 + tail != end or p[q] != 125 or (tail and p[q + 1] != 125):
+        return None
+    out = _event(make, book, entry[1], _apply(book, n), event_ms * 1000000, ts_recv)
+    last_u[book.symbol] = final
+    return out
