@@ -5,16 +5,24 @@ book applied) into a real ``ShmPublisher``, stamping ``ts_recv = time.time_ns()`
 frame is "received"; a strategy in this process attaches by name and, for every BookUpdate,
 records ``time.time_ns() - ts_recv`` after its mirror book has been updated.  So the figure is
 parse + book + encode + ring + wake-up + decode + mirror apply: everything but the network and
-the server hub's other subscribers (benchmarks/server_pipeline.py measures those).
+the server hub's other subscribers (in the server the shm publisher is the hub's first
+subscriber, so they add nothing; benchmarks/server_pipeline.py measures them).
 
 The anchor carries the same wire records over a Unix-domain SOCK_SEQPACKET socket (one send per
 record, a blocking recv, same decode and mirror apply): the usual way to do local IPC.
 
-    .venv/bin/python benchmarks/feed_latency.py [--rates 2000,20000] [--seconds 3] [--repeat 3]
-    .venv/bin/python benchmarks/feed_latency.py --envelope      # the record envelope alone
+    .venv/bin/python benchmarks/feed_latency.py [--rates 200,2000,20000] [--seconds 3] [--repeat 3]
+                                                [--spin 50,busy] [--pin]
+    .venv/bin/python benchmarks/feed_latency.py --warmth      # the parser hot vs after idling
+    .venv/bin/python benchmarks/feed_latency.py --envelope    # the record envelope alone
 
-"hop" is the publication -> strategy part alone (now - the record's ts_pub): encoding hand-off,
-the transport, waking the strategy, decoding, the mirror apply.
+``--spin``: the strategy's spin before it sleeps on the futex, µs; ``busy`` is the low-latency
+mode (``alphapulse.feed.BUSY_POLL``: never sleep).  Each row gives p50/p99/p99.9/max, the
+count of deltas that took 1 ms or more (a process or vCPU not scheduled: counted, not hidden),
+the strategy's CPU share (busy-poll wants 100%; less means it did not have a core to itself)
+and the host's steal time.  A second table splits the latency: server (receipt -> ts_pub:
+parse, book, checksum, route), wake (ts_pub -> the strategy has the record: encode, ring or
+socket, wake-up or spin) and strategy (decode + mirror apply).
 
 Frames are released in 1 ms batches at the given rate (exchange traffic is bursty too); each
 event's latency runs from its own ts_recv, so queueing inside a burst counts.  Prints markdown.
@@ -22,6 +30,7 @@ event's latency runs from its own ts_recv, so queueing inside a burst counts.  P
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import socket
@@ -41,7 +50,10 @@ CHANNELS = ["book:kraken:BTC-USD", "trades:kraken:BTC-USD"]
 
 # --- the publisher process -------------------------------------------------------------------
 
-def publisher(transport: str, directory: str, rate: int, seconds: float, conn: Any) -> None:
+def publisher(transport: str, directory: str, rate: int, seconds: float, conn: Any,
+              pin: bool = False) -> None:
+    if pin:     # the server's core; the strategy takes the other one
+        os.sched_setaffinity(0, {0})
     from alphapulse import wire
     from alphapulse.capture import read_frames
     from alphapulse.exchanges import get_parser
@@ -110,8 +122,38 @@ def publisher(transport: str, directory: str, rate: int, seconds: float, conn: A
 
 # --- the strategy (this process) -------------------------------------------------------------
 
-def run(transport: str, rate: int, seconds: float, spin_us: float) -> tuple[np.ndarray, np.ndarray]:
-    """(frame receipt -> strategy, publication -> strategy) latencies in ns, per book delta."""
+class _Stamped:
+    """The feed's ring reader, noting when each record was read (before decode/mirror apply):
+    splits the hop into transport/wake-up and strategy work.  Costs ~0.2 µs per read."""
+
+    def __init__(self, reader: Any) -> None:
+        self._reader, self.t = reader, 0
+
+    def read(self) -> Any:
+        record = self._reader.read()
+        if record is not None:
+            self.t = time.time_ns()
+        return record
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+
+def _steal() -> tuple[int, int]:
+    """Host-wide (steal, total) jiffies from /proc/stat: time the hypervisor ran someone else."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def run(transport: str, rate: int, seconds: float, spin_us: float,
+        pin: bool = False) -> dict[str, Any]:
+    """Per book delta, in ns: ``total`` frame receipt -> strategy (mirror updated), ``server``
+    receipt -> publication (ts_pub), ``wake`` publication -> record read by the strategy,
+    ``local`` read -> decoded and applied; plus ``cpu`` (strategy CPU share) and ``steal``."""
     from alphapulse import OrderBook, wire
     from alphapulse import feed as apfeed
     from alphapulse.events import BookSnapshot, BookUpdate
@@ -119,24 +161,26 @@ def run(transport: str, rate: int, seconds: float, spin_us: float) -> tuple[np.n
     ctx = multiprocessing.get_context("spawn")
     directory = tempfile.mkdtemp(prefix="ap-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=publisher, args=(transport, directory, rate, seconds, child),
+    proc = ctx.Process(target=publisher, args=(transport, directory, rate, seconds, child, pin),
                        daemon=True)
     proc.start()
+    if pin:
+        os.sched_setaffinity(0, {1})
     assert parent.recv() == "ready"
-    lat: list[int] = []
-    hop: list[int] = []
-    append, hop_append, clock = lat.append, hop.append, time.time_ns
+    rows: list[tuple[int, int, int, int]] = []
+    append, clock = rows.append, time.time_ns
+    cpu0, steal0 = time.process_time(), _steal()
+    wall0 = time.monotonic()
     try:
         if transport == "ring":
             with apfeed.attach("bench", CHANNELS, directory=directory, spin_us=spin_us) as f:
+                stamped = f._reader = _Stamped(f._reader)
                 parent.send("go")
                 nxt = f.next
                 while True:
                     event = nxt(0.2)
                     if type(event) is BookUpdate:
-                        now = clock()
-                        append(now - event.ts_recv)
-                        hop_append(now - f.last_ts_pub)
+                        append((event.ts_recv, f.last_ts_pub, stamped.t, clock()))
                     elif event is None and parent.poll():
                         break
                 assert f.stats["overruns"] == 0, "the strategy fell behind"
@@ -150,6 +194,7 @@ def run(transport: str, rate: int, seconds: float, spin_us: float) -> tuple[np.n
             while True:
                 try:
                     data = recv(1 << 16)
+                    t_read = clock()
                     event = decode(data)
                 except TimeoutError:
                     if parent.poll():
@@ -158,15 +203,16 @@ def run(transport: str, rate: int, seconds: float, spin_us: float) -> tuple[np.n
                 cls = type(event)
                 if cls is BookUpdate:
                     books[(event.exchange, event.symbol)].apply_delta(event.delta)
-                    now = clock()
-                    append(now - event.ts_recv)
-                    hop_append(now - ts_pub(data))
+                    append((event.ts_recv, ts_pub(data), t_read, clock()))
                 elif cls is BookSnapshot:
                     d = event.delta
                     book = OrderBook(event.symbol, d.price_precision, d.size_precision)
                     book.apply_delta(d)
                     books[(event.exchange, event.symbol)] = book
             sock.close()
+        wall = time.monotonic() - wall0
+        cpu = (time.process_time() - cpu0) / wall
+        steal1 = _steal()
         parent.recv()
         parent.send("stop")
     finally:
@@ -175,7 +221,12 @@ def run(transport: str, rate: int, seconds: float, spin_us: float) -> tuple[np.n
             proc.kill()
         import shutil
         shutil.rmtree(directory, ignore_errors=True)
-    return np.array(lat, dtype=np.int64), np.array(hop, dtype=np.int64)
+        if pin:
+            os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    a = np.array(rows, dtype=np.int64).reshape(-1, 4)
+    total_j = max(1, steal1[1] - steal0[1])
+    return {"total": a[:, 3] - a[:, 0], "server": a[:, 1] - a[:, 0], "wake": a[:, 2] - a[:, 1],
+            "local": a[:, 3] - a[:, 2], "cpu": cpu, "steal": (steal1[0] - steal0[0]) / total_j}
 
 
 # --- the envelope alone ----------------------------------------------------------------------
@@ -233,43 +284,117 @@ def envelope() -> None:
         print(f"| {label} | {size:.1f} | {e:,.0f} | {d:,.0f} |")
 
 
+def warmth() -> None:
+    """The server's part (frame -> first event out of the Kraken parser, checksum verified)
+    right after the previous frame vs after an idle gap: how much a cold cache costs."""
+    from alphapulse.capture import read_frames
+    from alphapulse.exchanges import get_parser
+
+    frames = read_frames(CAPTURE)[:400]
+    first: list[int] = []
+
+    def sink(_event: Any) -> None:
+        if not first:
+            first.append(time.time_ns())
+
+    parser = get_parser("kraken")(["BTC-USD"], sink=sink)
+    print("| idle before each frame | while idle | frame -> first event p50 µs | p90 µs |")
+    print("|---|---|---:|---:|")
+    for gap_ms in (0.0, 0.5, 1.0, 5.0, 25.0):
+        for how in (("sleep", "spin") if gap_ms else ("-",)):
+            out = []
+            for frame in frames:
+                if gap_ms:
+                    until = time.perf_counter() + gap_ms / 1000
+                    if how == "sleep":
+                        time.sleep(gap_ms / 1000)
+                    while time.perf_counter() < until:
+                        pass
+                first.clear()
+                ts = time.time_ns()
+                parser.feed(frame, ts)
+                if first:
+                    out.append(first[0] - ts)
+            print(f"| {gap_ms:g} ms | {how} | {np.percentile(out, 50) / 1000:.1f} | "
+                  f"{np.percentile(out, 90) / 1000:.1f} |", flush=True)
+
+
+def _spin(text: str) -> float:
+    return math.inf if text.strip() in ("busy", "inf") else float(text)
+
+
+def _spin_label(transport: str, spin: float) -> str:
+    if transport == "unix":
+        return "-"
+    return "busy-poll" if math.isinf(spin) else f"{spin:g}"
+
+
+OUTLIER_NS = 1_000_000   # >= 1 ms: a stalled vCPU or a preempted process, not the feed's work
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rates", default="2000,20000", help="frames per second, comma-separated")
+    ap.add_argument("--rates", default="2000", help="frames per second, comma-separated")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--spin", default="50,5000", help="strategy spin before sleeping, µs")
+    ap.add_argument("--spin", default="50,busy",
+                    help="strategy spin before sleeping, µs, comma-separated ('busy' = BUSY_POLL)")
+    ap.add_argument("--pin", action="store_true",
+                    help="pin the publisher to CPU 0 and the strategy to CPU 1")
     ap.add_argument("--envelope", action="store_true", help="only the envelope comparison")
+    ap.add_argument("--warmth", action="store_true",
+                    help="only the parser's cost hot vs after an idle gap (in-process)")
     args = ap.parse_args()
     if args.envelope:
         envelope()
         return
-    print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f} python={sys.version.split()[0]}")
-    print("| transport | strategy spin µs | rate msg/s | deltas | p50 µs | p99 µs | p99.9 µs "
-          "| p99 vs unix socket | hop p50 µs | hop p99 µs |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    if args.warmth:
+        warmth()
+        return
+    print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f} python={sys.version.split()[0]} "
+          f"pin={args.pin} seconds={args.seconds:g} repeat={args.repeat}")
+    main_rows, stage_rows = [], []
     for rate in (int(r) for r in args.rates.split(",")):
-        anchor_p99 = None
-        for transport, spin in [("unix", 0.0)] + [("ring", float(s)) for s in args.spin.split(",")]:
-            p50s, p99s, p999s, counts, h50s, h99s = [], [], [], [], [], []
-            for _ in range(args.repeat):
-                lat, hop = run(transport, rate, args.seconds, spin)
-                lat, hop = lat / 1000.0, hop / 1000.0
-                h50s.append(np.percentile(hop, 50))
-                h99s.append(np.percentile(hop, 99))
-                p50s.append(np.percentile(lat, 50))
-                p99s.append(np.percentile(lat, 99))
-                p999s.append(np.percentile(lat, 99.9))
-                counts.append(len(lat))
-            p99 = statistics.median(p99s)
+        anchor: dict[str, float] = {}
+        for transport, spin in [("unix", 0.0)] + [("ring", _spin(x)) for x in args.spin.split(",")]:
+            runs = [run(transport, rate, args.seconds, spin, args.pin) for _ in range(args.repeat)]
+
+            def med(key: str, q: float) -> float:   # median over the runs of a percentile, µs
+                return statistics.median(float(np.percentile(r[key], q)) for r in runs) / 1000
+
+            n = sum(len(r["total"]) for r in runs)
+            outliers = sum(int((r["total"] >= OUTLIER_NS).sum()) for r in runs)
+            p50, p99 = med("total", 50), med("total", 99)
             if transport == "unix":
-                anchor_p99 = p99
+                anchor = {"p50": p50, "p99": p99}
             label = "unix socket (anchor)" if transport == "unix" else "shm ring (alphapulse.feed)"
-            ratio = f"{p99 / anchor_p99:.2f}x" if anchor_p99 else "-"
-            print(f"| {label} | {'-' if transport == 'unix' else f'{spin:g}'} | {rate:,} | "
-                  f"{statistics.median(counts):,.0f} | {statistics.median(p50s):.1f} | {p99:.1f} | "
-                  f"{statistics.median(p999s):.1f} | {ratio} | {statistics.median(h50s):.1f} | "
-                  f"{statistics.median(h99s):.1f} |", flush=True)
+            spin_label = _spin_label(transport, spin)
+            main_rows.append(
+                f"| {label} | {spin_label} | {rate:,} | {n:,} | {p50:.1f} | {p99:.1f} | "
+                f"{med('total', 99.9):.1f} | {max(int(r['total'].max()) for r in runs) / 1000:,.0f} | "
+                f"{outliers} ({100 * outliers / max(n, 1):.2f}%) | "
+                f"{p50 / anchor['p50']:.2f}x | {p99 / anchor['p99']:.2f}x | "
+                f"{100 * statistics.median(r['cpu'] for r in runs):.0f}% | "
+                f"{100 * statistics.median(r['steal'] for r in runs):.1f}% |")
+            stage_rows.append(
+                f"| {label} | {spin_label} | {rate:,} | {med('server', 50):.1f} / "
+                f"{med('server', 99):.1f} | {med('wake', 50):.1f} / {med('wake', 99):.1f} | "
+                f"{med('local', 50):.1f} / {med('local', 99):.1f} |")
+            print(main_rows[-1], flush=True)
+    print()
+    print("| transport | strategy spin µs | rate msg/s | deltas | p50 µs | p99 µs | p99.9 µs "
+          "| max µs | ≥1 ms (share) | p50 vs anchor | p99 vs anchor | strategy CPU | steal |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(main_rows))
+    print()
+    print("Where it goes (p50 / p99 µs, medians over the runs): server = frame receipt -> "
+          "publication (parse, book, checksum verify, route); wake = publication -> record "
+          "read by the strategy (encode, transport, wake-up or spin); strategy = read -> "
+          "decoded and applied to the mirror")
+    print()
+    print("| transport | strategy spin µs | rate msg/s | server | wake | strategy |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print("\n".join(stage_rows))
 
 
 if __name__ == "__main__":
