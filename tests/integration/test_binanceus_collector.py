@@ -250,3 +250,8 @@ async def test_lifetime_reconnect_is_routine(fixtures_dir: Path,
     ids = trade_ids(events)
     assert ids == sorted(set(ids))
     assert_truth(c, t)
+    # routine: each switch is a resync; a gap only for ids really missed meanwhile (the
+    # replay keeps streaming while we reconnect), never the unconditional "connection lost"
+    gaps = [e for e in events if isinstance(e, Gap)]
+    assert s["resyncs"] >= s["disconnects"]["lifetime"] and len(gaps) == s["gaps"]
+    assert all(g.reason in ("reconnect", "trade_id") and g.missed > 0 for g in gaps), gaps

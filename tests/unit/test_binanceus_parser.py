@@ -205,6 +205,39 @@ def test_live_gap_buffers_until_new_snapshot() -> None:
     assert parser.books["BTC-USD"].best_bid() == ("10.20000000", "5.00000000")
 
 
+@pytest.mark.parametrize("first_after, missed", [(103, 0), (101, 0), (107, 3)])
+def test_planned_reconnect_is_a_resync_and_a_gap_only_when_ids_were_missed(
+        first_after: int, missed: int) -> None:
+    # Binance.US cuts connections at 24 h, so the collector leaves first (max_lifetime):
+    # routine, a resync; a gap only if update ids fell between the two streams.
+    events: list = []
+    parser = BinanceUSParser(["BTC-USD"], sink=events.append)
+    for frame in (_depth(100, 101), _snap(100), _depth(102, 103)):
+        parser.feed(frame, 1)
+    assert parser.state("BTC-USD") == "live" and parser.resyncs == 0
+    parser.connection_lost(2, planned=True)
+    assert parser.gaps == 0 and parser.resyncs == 0 and not parser.take_resyncs()
+    assert parser.state("BTC-USD") == "resyncing"
+    parser.feed(_depth(first_after, 108, [("10.20", "5")]), 3)     # the new connection
+    parser.rest_symbol = "BTC-USD"
+    parser.feed(_snap(106), 3)
+    gaps = [e for e in events if isinstance(e, Gap)]
+    assert parser.state("BTC-USD") == "live" and parser.resyncs == 1
+    assert parser.books["BTC-USD"].best_bid() == ("10.20000000", "5.00000000")
+    if missed:
+        assert parser.gaps == 1 and [(g.reason, g.missed) for g in gaps] == [("reconnect", 3)]
+    else:
+        assert parser.gaps == 0 and gaps == []
+
+
+def test_unplanned_reconnect_is_a_gap() -> None:
+    parser = BinanceUSParser(["BTC-USD"])
+    for frame in (_depth(100, 101), _snap(100), _depth(102, 103)):
+        parser.feed(frame, 1)
+    parser.connection_lost(2)
+    assert parser.gaps == 1 and parser.resyncs == 1
+
+
 def test_trades_taker_side_and_dedupe() -> None:
     def trade(tid: int, maker: bool, kind: str = "trade") -> bytes:
         data = {"e": kind, "E": 1, "s": "BTCUSD", "p": "10.5", "q": "0.1", "T": 123,

@@ -190,8 +190,9 @@ class MarketDataCollector:
                 break
             self.reconnects += 1
             self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
-            self.parser.connection_lost()
-            delay = self.backoff.next_delay()
+            planned = reason == "lifetime"          # we left first: routine, back at once
+            self.parser.connection_lost(planned=planned)
+            delay = 0.0 if planned else self.backoff.next_delay()
             log.info("%s: reconnecting in %.2fs (%s)", self.name, delay, reason)
             try:
                 await asyncio.wait_for(self._stopping.wait(), delay)

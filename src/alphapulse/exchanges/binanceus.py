@@ -82,6 +82,7 @@ class BinanceUSParser(FeedParser):
         self._buffer: dict[str, list[tuple[int, int, list[Any], int]]] = {}
         self._orphan: tuple[dict[str, Any], int] | None = None
         self._holes: dict[str, tuple[int, int]] = {}   # ids skipped by a symbol's last jump
+        self._switch: dict[str, int] = {}          # last u before a planned reconnect
         self._trade_kind: dict[str, str] = {}
         self.dropped_before_snapshot = self.snapshot_retries = self.buffer_overflows = 0
         self.ignored_trades = self.stale_snapshots = 0
@@ -95,6 +96,12 @@ class BinanceUSParser(FeedParser):
         self._bridge.clear()
         self._orphan = None
         self._holes.clear()
+
+    def planned_switch(self, symbol: str) -> None:
+        """Before a planned reconnect: remember where the update ids stood; the new snapshot
+        (``_align``) tells whether ids were missed across the switch (a gap) or not."""
+        self._states[symbol] = RESYNCING
+        self._switch[symbol] = self._last_u.get(symbol, -1)
 
     def resume_offline(self, symbol: str) -> None:
         """Offline: carry on from the local book, applying what was buffered meanwhile."""
@@ -300,6 +307,17 @@ class BinanceUSParser(FeedParser):
             self._pending[symbol] = "stale_snapshot"
             return
         self.dropped_before_snapshot += len(buffered) - len(kept)
+        before = self._switch.pop(symbol, -1)
+        if before >= 0:
+            # After a planned reconnect: ids neither the old stream nor the new one carried
+            # (the new one starts at its first event, or after the snapshot if none came)
+            # were missed; the snapshot repairs the book, but the deltas are not continuous.
+            seen = buffered[0][0] if buffered else last_id + 1
+            if seen > before + 1:
+                self.gap(symbol, "reconnect", f"update ids {before + 1}..{seen - 1} missed "
+                         "across a planned reconnect", seen - before - 1, ts_recv, request=False)
+            else:
+                self.resyncs += 1
         self.apply_snapshot(book, msg["bids"], msg["asks"], ts_recv, ts_recv)
         self._last_u[symbol] = last_id
         self._bridge.add(symbol)

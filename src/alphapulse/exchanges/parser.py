@@ -188,15 +188,31 @@ class FeedParser:
     def reset_connection(self) -> None:
         """Forget per-connection state (sequence counters, channel ids).  Subclasses extend."""
 
-    def connection_lost(self, ts_recv: int | None = None) -> None:
-        """The socket went away: every live book may have missed updates until resubscribed."""
+    def connection_lost(self, ts_recv: int | None = None, *, planned: bool = False) -> None:
+        """The socket went away: every live book may have missed updates until resubscribed.
+
+        ``planned``: we closed it on purpose (before Binance's 24 h cut); the books are rebuilt
+        the same way but that is routine, not a gap (see :meth:`planned_switch`).
+        """
         ts_recv = ts_recv or time.time_ns()
         for symbol, st in list(self._states.items()):
-            if st == LIVE:
+            if st == LIVE and planned:
+                self.planned_switch(symbol)
+            elif st == LIVE:
                 self.gap(symbol, "reconnect", "connection lost; resnapshot", -1, ts_recv,
                          request=False)
         self._pending.clear()      # reconnecting resubscribes everything anyway
         self.reset_connection()
+
+    def planned_switch(self, symbol: str) -> None:
+        """A live book on a connection we closed on purpose: resync it (counted), no gap.
+
+        Trades still report a missed range through their ids (``on_trade``); a parser that can
+        tell from its update ids whether book data was missed across the switch overrides this
+        and reports the gap itself.
+        """
+        self._states[symbol] = RESYNCING
+        self.resyncs += 1
 
     def stats(self) -> dict[str, Any]:
         return {
