@@ -118,12 +118,15 @@ def _schemas() -> dict[str, Any]:
         symbols={"type": "array", "items": {"type": "string"}},
         total_orderbooks={"type": "integer"}, processing_time_ms={"type": "number"})
     health = _obj(("status", "healthy", "store", "version"),
-                  status={"type": "string", "enum": ["ok", "unhealthy"]},
+                  status={"type": "string", "enum": ["ok", "degraded", "unhealthy"]},
                   healthy={"type": "boolean"},
                   store={"type": "object"}, version={"type": "string"})
     health["additionalProperties"] = True
     health["description"] = ("Per-collector connection state and last message age, store and "
-                             "Redis state; exact members beyond these come from the runtime.")
+                             "Redis state; exact members beyond these come from the runtime. "
+                             "200 ok/degraded (a Redis writer down: the local data path "
+                             "serves), 503 unhealthy (a collector down or silent, or the "
+                             "Redis data source down).")
     symbols = _obj(("exchange", "symbols", "count"), exchange={"type": "string"},
                    symbols={"type": "array", "items": {"type": "string"}},
                    count={"type": "integer"}, data={"type": "array"},
