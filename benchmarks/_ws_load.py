@@ -363,8 +363,12 @@ async def _run(*, clients: int, stalled: int, workers: int, seconds: float, warm
         result: dict[str, Any] = {"clients": clients, "stalled": stalled, "workers": workers,
                                   "speed": speed, "channels": channels, "batch": batch,
                                   "phases": {}}
+        import psutil
+        worker_ps = [psutil.Process(p.pid) for p in procs]
         for phase in ("baseline", "with_stalled"):
             ps.cpu_percent(None)
+            for w in worker_ps:
+                w.cpu_percent(None)
             t0 = time.monotonic()
             closes: list[float] = []
             if phase == "baseline":
@@ -390,7 +394,9 @@ async def _run(*, clients: int, stalled: int, workers: int, seconds: float, warm
                     await asyncio.sleep(0.1)
             elapsed = time.monotonic() - t0
             cpu = ps.cpu_percent(None)
+            workers_cpu = sum(w.cpu_percent(None) for w in worker_ps)
             result["phases"][phase] = {"seconds": round(elapsed, 1), "server_cpu_pct": round(cpu),
+                                       "workers_cpu_pct": round(workers_cpu),
                                        "server_rss_mib": round(ps.memory_info().rss / 2**20, 1),
                                        "server_rss_max_mib": round(rss_max / 2**20, 1)}
             if phase == "with_stalled":
@@ -428,12 +434,13 @@ async def _run(*, clients: int, stalled: int, workers: int, seconds: float, warm
 def markdown(result: dict[str, Any]) -> str:
     """The run as a markdown table (one row per phase) plus the stalled clients' outcome."""
     lines = ["| phase | clients | stalled | msgs/s received | p50 ms | p99 ms | max ms | "
-             "server CPU % | server RSS MiB (max) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "server CPU % | client workers CPU % | server RSS MiB (max) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for phase, r in result["phases"].items():
         lines.append(f"| {phase} | {result['clients']} | "
                      f"{result['stalled'] if phase != 'baseline' else 0} | {r['msgs_per_s']:,} | "
                      f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['server_cpu_pct']} | "
+                     f"{r['workers_cpu_pct']} | "
                      f"{r['server_rss_mib']} ({r['server_rss_max_mib']}) |")
     closes = result["phases"]["with_stalled"].get("stalled_close_s", [])
     lines.append("")

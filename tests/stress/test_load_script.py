@@ -1,9 +1,10 @@
-"""Issue 7, scenarios 1, 8 and 12 (short forms): ``scripts/load-test`` itself, on loopback.
+"""Issue 7, scenarios 1 and 12 (short forms): ``scripts/load-test`` itself, on loopback.
 
 * ramp: one step at 300x replay speed: every record measured, p99 receipt->publication reported;
-* clients: 50 WebSocket clients, 5 of which stop reading: all 5 closed with 1008, no healthy
-  client closed, healthy p99 reported next to the baseline measured in the same run;
 * soak: 20 s of replay with RSS sampled every 2 s: bounded (no growth beyond 64 MiB).
+
+Scenario 8 (``scripts/load-test clients``, many and stalled WebSocket clients) is in
+tests/stress/test_ws_clients.py.
 
 Long forms (documented in README): ``scripts/load-test ramp``, ``scripts/load-test soak``
 (30 min, RSS every 10 s), ``scripts/load-test clients --clients 500 --stalled 10``.
@@ -38,17 +39,6 @@ def test_ramp_step_measures_every_record(tmp_path: Path) -> None:
     assert step["p99_us"] > 0 and step["rss_mib"] > 0
 
 
-def test_many_clients_stalled_ones_closed_1008(tmp_path: Path) -> None:
-    result = _run(tmp_path, "clients", "--clients", "50", "--stalled", "5", "--seconds", "6",
-                  "--queue", "256")
-    base, stalled = result["baseline"], result["with_stalled"]
-    assert base["healthy_closed"] == 0 and stalled["healthy_closed"] == 0
-    assert stalled["stalled_closed_1008"] == 5
-    assert stalled["stalled_all_closed_s"] is not None
-    assert base["messages"] > 0 and stalled["messages"] > 0
-    assert stalled["rss_mib"] < base["rss_mib"] + 64
-
-
 def test_soak_short_rss_bounded(tmp_path: Path) -> None:
     result = _run(tmp_path, "soak", "--minutes", str(20 / 60), "--sample-s", "2",
                   "--speed", "20")
@@ -60,11 +50,3 @@ def test_soak_short_rss_bounded(tmp_path: Path) -> None:
 def test_soak_30_minutes(tmp_path: Path) -> None:
     result = _run(tmp_path, "soak", "--minutes", "30", "--sample-s", "10", timeout=2000)
     assert result["growth_after_warmup_mib"] < 64, result
-
-
-@pytest.mark.slow
-def test_500_clients_10_stalled(tmp_path: Path) -> None:
-    result = _run(tmp_path, "clients", "--clients", "500", "--stalled", "10", "--seconds", "30",
-                  timeout=600)
-    assert result["with_stalled"]["stalled_closed_1008"] == 10
-    assert result["with_stalled"]["healthy_closed"] == 0
