@@ -51,12 +51,13 @@ def _run(make: Callable[[list], FeedParser], frames: Frames) -> tuple[list, dict
     return events, books, stats
 
 
-def assert_same(monkeypatch: pytest.MonkeyPatch, module: Any, name: str,
+def assert_same(monkeypatch: pytest.MonkeyPatch, module: Any, names: tuple[str, ...],
                 make: Callable[[list], FeedParser], frames: Frames) -> list:
     """Both paths on ``frames``; returns the (identical) events."""
     fast = _run(make, frames)
     with monkeypatch.context() as m:
-        m.setattr(module, name, None)
+        for name in names:
+            m.setattr(module, name, None)
         slow = _run(make, frames)
     assert fast[0] == slow[0]
     assert fast[1] == slow[1]
@@ -110,6 +111,8 @@ def coinbase_frames(rng: random.Random, n: int) -> list[bytes]:
                                          "2026-11-27T10:00:02+00:00", "9999-01-01T00:00:00Z")),
                    sequence_num=seq, events=[{"type": "update", "product_id": rng.choice(
                        ("BTC-USD", "BTC-USD", "ETH-USD", "DOGE-USD")), "updates": ups}])
+        if rng.random() < 0.08:                         # a resnapshot, maybe crossed / odd
+            msg["events"][0]["type"] = "snapshot"
         seq += rng.choice((1, 1, 1, 1, 1, 1, 1, 0, 2))
         if rng.random() < 0.05:
             msg["channel"] = "market_trades"
@@ -192,6 +195,21 @@ def test_canonical_coinbase_update_is_taken_by_the_scanner(fixtures_dir: Path) -
     assert calls["hit"] == parser.updates > 4000
 
 
+def test_real_snapshots_are_taken_by_the_scanner(fixtures_dir: Path) -> None:
+    frames = read_frames(fixtures_dir / "coinbase" /
+                         "advanced-trade-btcusd-ethusd-2026-08-09.jsonl")
+    parser = CoinbaseParser(["BTC-USD", "ETH-USD"])
+    taken = []
+    for f in frames:
+        if parser._expected is not None and f.startswith(b'{"channel":"l2_data"') \
+                and b'"type":"snapshot"' in f[:200]:
+            taken.append(coinbase_module._scan_snapshot(f, parser._expected, 10**6))
+        parser.feed(f, 1)
+    assert len(taken) == parser.snapshots >= 2
+    assert all(t is not None and len(t[2]) + len(t[3]) > 20_000 for t in taken)
+    assert len(parser.books["BTC-USD"]) > 40_000
+
+
 def test_canonical_binance_updates_are_taken_by_the_scanner(fixtures_dir: Path) -> None:
     frames = read_frames(fixtures_dir / "binanceus" / "2021-04-17-btcusdt.jsonl")
     parser = BinanceUSParser(["BTC-USDT"])
@@ -221,9 +239,9 @@ def test_scanners_refuse_what_they_do_not_recognise() -> None:
 # ---- equivalence -----------------------------------------------------------------------------
 
 GENERATED = {
-    "coinbase": (coinbase_module, "_scan_l2", coinbase, lambda rng, n: [
+    "coinbase": (coinbase_module, ("_scan_l2", "_scan_snapshot"), coinbase, lambda rng, n: [
         ("ws", f) for f in coinbase_frames(rng, n)]),
-    "binanceus": (binance_module, "_scan_depth", binance, binance_frames),
+    "binanceus": (binance_module, ("_scan_depth",), binance, binance_frames),
 }
 
 
@@ -244,10 +262,10 @@ def test_paths_agree_on_generated_and_mutated_frames(monkeypatch: pytest.MonkeyP
 
 
 CAPTURES = {
-    "coinbase": (coinbase_module, "_scan_l2", CoinbaseParser, ("coinbase/*.jsonl",
-                                                               "generated/*coinbase*.jsonl")),
-    "binanceus": (binance_module, "_scan_depth", BinanceUSParser, ("binanceus/*.jsonl",
-                                                                   "generated/binanceus*.jsonl")),
+    "coinbase": (coinbase_module, ("_scan_l2", "_scan_snapshot"), CoinbaseParser,
+                 ("coinbase/*.jsonl", "generated/*coinbase*.jsonl")),
+    "binanceus": (binance_module, ("_scan_depth",), BinanceUSParser,
+                  ("binanceus/*.jsonl", "generated/binanceus*.jsonl")),
 }
 
 

@@ -27,6 +27,8 @@ through the same ``ap_parse_decimal`` the book applies to ``str`` input.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
+from cpython.list cimport PyList_Append
+from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.stdint cimport int64_t
 from libc.stdlib cimport realloc
 from libc.string cimport memcmp, memcpy
@@ -104,17 +106,23 @@ cdef inline Py_ssize_t _uint(const uchar *p, Py_ssize_t pos, Py_ssize_t end,
     return pos
 
 
-cdef inline Py_ssize_t _decimal(const uchar *p, Py_ssize_t pos, Py_ssize_t end, int precision,
-                                bint price, int64_t *out) noexcept:
-    """A quoted number text from just after its opening quote, parsed as the book would
-    (a price must be positive): index of the closing quote, or -1."""
-    cdef Py_ssize_t q = _close(p, pos, end)
-    if q < 0 or ap_parse_decimal(<const char *>p + pos, <size_t>(q - pos), precision,
-                                 out) != AP_DEC_OK:
-        return -1
-    if price and out[0] == 0:
-        return -1
-    return q
+ctypedef struct _level:           # one level's side and number texts, as spans of the frame
+    int side
+    Py_ssize_t price, price_end, size, size_end
+
+
+cdef inline bint _decode(const uchar *p, const _level *lv, int pp, int sp,
+                         ap_change *out) noexcept:
+    """The level's numbers parsed as the book parses text (a price must be positive)."""
+    out.side = lv.side
+    return (ap_parse_decimal(<const char *>p + lv.price, <size_t>(lv.price_end - lv.price), pp,
+                             &out.price) == AP_DEC_OK and out.price != 0 and
+            ap_parse_decimal(<const char *>p + lv.size, <size_t>(lv.size_end - lv.size), sp,
+                             &out.size) == AP_DEC_OK)
+
+
+cdef inline str _text(const uchar *p, Py_ssize_t start, Py_ssize_t stop):
+    return PyUnicode_DecodeASCII(<const char *>p + start, stop - start, NULL)
 
 
 cdef object _apply(OrderBook book, Py_ssize_t n):
@@ -146,24 +154,32 @@ cdef object _event(object make, OrderBook book, object native, object delta, lon
                     ap_side_best(&book.side[1], &ak, &az) and bk >= -ak)
 
 
-ctypedef Py_ssize_t (*level_fn)(const uchar *p, Py_ssize_t pos, Py_ssize_t end, int pp,
-                                int sp, int side, ap_change *out) noexcept
+ctypedef Py_ssize_t (*level_fn)(const uchar *p, Py_ssize_t pos, Py_ssize_t end, int side,
+                                _level *out) noexcept
 
 
-cdef Py_ssize_t _levels(const uchar *p, Py_ssize_t pos, Py_ssize_t end, OrderBook book,
-                        level_fn one, int side, Py_ssize_t max_levels,
+cdef Py_ssize_t _levels(const uchar *p, Py_ssize_t pos, Py_ssize_t end, level_fn one, int side,
+                        Py_ssize_t max_levels, OrderBook book, list bids, list asks,
                         Py_ssize_t *count) except -2:
-    """A JSON array of levels from just after ``[``, each read by ``one`` into the buffer
-    after the ``count`` already there (at most ``max_levels`` in all): index after ``]``,
-    or -1."""
+    """A JSON array of levels from just after ``[``, each read by ``one``; at most
+    ``max_levels`` in all (``count`` holds how many came before).  With a ``book`` the levels
+    are parsed into the buffer after those; without, ``(price, size)`` str pairs are appended
+    to ``bids`` / ``asks`` (a snapshot: the book parses them).  Index after ``]``, or -1."""
     cdef Py_ssize_t n = count[0]
+    cdef _level lv
     if pos < end and p[pos] == 93:
         return pos + 1
     while n < max_levels:
-        _room(n + 1)
-        pos = one(p, pos, end, book.price_precision, book.size_precision, side, &_buf[n])
+        pos = one(p, pos, end, side, &lv)
         if pos < 0:
             return -1
+        if book is not None:
+            _room(n + 1)
+            if not _decode(p, &lv, book.price_precision, book.size_precision, &_buf[n]):
+                return -1
+        else:
+            PyList_Append(bids if lv.side == 0 else asks,
+                          (_text(p, lv.price, lv.price_end), _text(p, lv.size, lv.size_end)))
         n += 1
         if pos < end and p[pos] == 44:
             pos += 1
@@ -194,8 +210,8 @@ cdef long long _timestamp(const uchar *p, Py_ssize_t n):
     return ns
 
 
-cdef Py_ssize_t _cb_level(const uchar *p, Py_ssize_t pos, Py_ssize_t end, int pp, int sp,
-                          int side, ap_change *out) noexcept:
+cdef Py_ssize_t _cb_level(const uchar *p, Py_ssize_t pos, Py_ssize_t end, int side,
+                          _level *out) noexcept:
     """``{"side":..,"event_time":..,"price_level":..,"new_quantity":..}`` (the side is in the
     text; ``side`` is unused): index after it, or -1."""
     cdef Py_ssize_t q
@@ -215,13 +231,46 @@ cdef Py_ssize_t _cb_level(const uchar *p, Py_ssize_t pos, Py_ssize_t end, int pp
     q = _close(p, pos + 15, end)
     if q < 0 or not _at(p, q, end, b'","price_level":"', 17):
         return -1
-    q = _decimal(p, q + 17, end, pp, True, &out.price)
+    out.price = q + 17
+    out.price_end = q = _close(p, q + 17, end)
     if q < 0 or not _at(p, q, end, b'","new_quantity":"', 18):
         return -1
-    q = _decimal(p, q + 18, end, sp, False, &out.size)
+    out.size = q + 18
+    out.size_end = q = _close(p, q + 18, end)
     if q < 0 or not _at(p, q, end, b'"}', 2):
         return -1
     return q + 2
+
+
+cdef Py_ssize_t _cb_head(const uchar *p, Py_ssize_t end, long long expected, const char *kind,
+                         Py_ssize_t kind_len, Py_ssize_t *t0, Py_ssize_t *t1) noexcept:
+    """An ``l2_data`` frame's head with ``sequence_num == expected`` and one event of type
+    ``kind``: index of the product id text (``t0``/``t1``: the timestamp text), or -1."""
+    cdef Py_ssize_t pos = 22, q
+    cdef long long seq
+    if not _at(p, 0, end, PyBytes_AS_STRING(CB_PREFIX), 22):
+        return -1
+    if _at(p, pos, end, b'client_id":"', 12):
+        q = _close(p, pos + 12, end)
+        if q < 0 or not _at(p, q, end, b'","', 3):
+            return -1
+        pos = q + 3
+    if not _at(p, pos, end, b'timestamp":"', 12):
+        return -1
+    t0[0] = pos + 12
+    t1[0] = q = _close(p, pos + 12, end)
+    if q < 0 or not _at(p, q, end, b'","sequence_num":', 17):
+        return -1
+    q = _uint(p, q + 17, end, &seq)
+    if q < 0 or seq != expected or not _at(p, q, end, b',"events":[{"type":"', 20) or \
+            not _at(p, q + 20, end, kind, kind_len):
+        return -1
+    return q + 20 + kind_len
+
+
+cdef inline Py_ssize_t _cb_tail(const uchar *p, Py_ssize_t pos, Py_ssize_t end) noexcept:
+    """After the updates array: the frame must end with its event, events and object."""
+    return 0 if pos >= 0 and pos + 3 == end and _at(p, pos, end, b'}]}', 3) else -1
 
 
 def coinbase_l2_update(bytes frame not None, long long expected, dict products not None,
@@ -232,29 +281,12 @@ def coinbase_l2_update(bytes frame not None, long long expected, dict products n
     whose book is live in ``states``.  Returns ``(BookUpdate, crossed)`` built by ``make``
     (``make_book_update``'s signature), or None having changed nothing."""
     cdef const uchar *p = <const uchar *>PyBytes_AS_STRING(frame)
-    cdef Py_ssize_t end = PyBytes_GET_SIZE(frame), pos = 22, q, t0, t1, n = 0
-    cdef long long seq, ts
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(frame), pos, q, t0, t1, n = 0
+    cdef long long ts
     cdef tuple entry
     cdef OrderBook book
-    if not _at(p, 0, end, PyBytes_AS_STRING(CB_PREFIX), 22):
-        return None
-    if _at(p, pos, end, b'client_id":"', 12):
-        q = _close(p, pos + 12, end)
-        if q < 0 or not _at(p, q, end, b'","', 3):
-            return None
-        pos = q + 3
-    if not _at(p, pos, end, b'timestamp":"', 12):
-        return None
-    t0 = pos + 12
-    t1 = _close(p, t0, end)
-    if t1 < 0 or not _at(p, t1, end, b'","sequence_num":', 17):
-        return None
-    q = _uint(p, t1 + 17, end, &seq)
-    if q < 0 or seq != expected or \
-            not _at(p, q, end, b',"events":[{"type":"update","product_id":"', 42):
-        return None
-    pos = q + 42
-    q = _close(p, pos, end)
+    pos = _cb_head(p, end, expected, b'update","product_id":"', 22, &t0, &t1)
+    q = _close(p, pos, end) if pos >= 0 else -1
     if q < 0 or not _at(p, q, end, b'","updates":[', 13):
         return None
     entry = _entry(p, pos, q, products)
@@ -263,30 +295,49 @@ def coinbase_l2_update(bytes frame not None, long long expected, dict products n
     book = <OrderBook>entry[0]
     if states.get(book.symbol) != LIVE:
         return None
-    pos = _levels(p, q + 13, end, book, _cb_level, 0, max_levels, &n)
-    if pos < 0 or pos + 3 != end or not _at(p, pos, end, b'}]}', 3):
-        return None
-    ts = _timestamp(p + t0, t1 - t0)
+    pos = _levels(p, q + 13, end, _cb_level, 0, max_levels, book, None, None, &n)
+    ts = _timestamp(p + t0, t1 - t0) if _cb_tail(p, pos, end) == 0 else -1
     if ts < 0:
         return None
     return _event(make, book, entry[1], _apply(book, n), ts, ts_recv)
 
 
+def coinbase_l2_snapshot(bytes frame not None, long long expected, Py_ssize_t max_levels):
+    """A canonical one-product ``l2_data`` snapshot whose ``sequence_num`` is ``expected``
+    and whose sides are all ``bid`` / ``offer`` / ``ask``: ``(product_id, ts_event, bids,
+    asks)`` with the levels as ``(price, size)`` str pairs in frame order (what the general
+    path hands ``OrderBook.snapshot``), or None."""
+    cdef const uchar *p = <const uchar *>PyBytes_AS_STRING(frame)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(frame), pos, q, t, t0, t1, n = 0
+    cdef long long ts
+    cdef list bids = [], asks = []
+    pos = _cb_head(p, end, expected, b'snapshot","product_id":"', 24, &t0, &t1)
+    q = _close(p, pos, end) if pos >= 0 else -1
+    if q < 0 or not _at(p, q, end, b'","updates":[', 13):
+        return None
+    t = _levels(p, q + 13, end, _cb_level, 0, max_levels, None, bids, asks, &n)
+    ts = _timestamp(p + t0, t1 - t0) if _cb_tail(p, t, end) == 0 else -1
+    if ts < 0:
+        return None
+    return _text(p, pos, q), ts, bids, asks
+
+
 # ---- Binance.US ----------------------------------------------------------------------------
 
-cdef Py_ssize_t _bn_level(const uchar *p, Py_ssize_t pos, Py_ssize_t end, int pp, int sp,
-                          int side, ap_change *out) noexcept:
+cdef Py_ssize_t _bn_level(const uchar *p, Py_ssize_t pos, Py_ssize_t end, int side,
+                          _level *out) noexcept:
     """``["price","qty"]``: index after it, or -1."""
     cdef Py_ssize_t q
     if not _at(p, pos, end, b'["', 2):
         return -1
-    q = _decimal(p, pos + 2, end, pp, True, &out.price)
+    out.side, out.price = side, pos + 2
+    out.price_end = q = _close(p, pos + 2, end)
     if q < 0 or not _at(p, q, end, b'","', 3):
         return -1
-    q = _decimal(p, q + 3, end, sp, False, &out.size)
+    out.size = q + 3
+    out.size_end = q = _close(p, q + 3, end)
     if q < 0 or not _at(p, q, end, b'"]', 2):
         return -1
-    out.side = side
     return q + 2
 
 
@@ -333,10 +384,10 @@ def binance_depth_update(bytes frame not None, dict symbols not None, dict state
     if last == NULL or type(<object>last) is not int or <object>last + 1 != first \
             or states.get(book.symbol) != LIVE or book.symbol in bridge:
         return None
-    q = _levels(p, q + 6, end, book, _bn_level, 0, max_levels, &n)
+    q = _levels(p, q + 6, end, _bn_level, 0, max_levels, book, None, None, &n)
     if q < 0 or not _at(p, q, end, b',"a":[', 6):
         return None
-    q = _levels(p, q + 6, end, book, _bn_level, 1, max_levels, &n)
+    q = _levels(p, q + 6, end, _bn_level, 1, max_levels, book, None, None, &n)
     if q < 0 or q + 1 + tail != end or p[q] != 125 or (tail and p[q + 1] != 125):
         return None
     out = _event(make, book, entry[1], _apply(book, n), event_ms * 1000000, ts_recv)

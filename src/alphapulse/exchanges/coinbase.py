@@ -36,10 +36,12 @@ from ..events import Event
 from ..symbols import from_native, instrument
 from ._coinbase_exchange import ExchangeFeedMixin, _check_decimal, iso_ns
 from ._scanned import deliver
-from .base import LIVE, RESYNCING, FeedParser, MarketDataCollector, make_book_update
+from .base import _FRAME_ERRORS, LIVE, RESYNCING, FeedParser, MarketDataCollector, \
+    make_book_update
 from .parser import HOTPATH_MISSING
 
 try:  # the compiled scanner for the hottest frame; a missing build is a loud error
+    from ._scan import coinbase_l2_snapshot as _scan_snapshot
     from ._scan import coinbase_l2_update as _scan_l2
 except ImportError as exc:
     raise ImportError(HOTPATH_MISSING) from exc
@@ -111,6 +113,19 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
                 self._expected = expected + 1
                 self.protocol = "advanced_trade"
                 deliver(self, hit, "level2", ts_recv)
+                return
+            # A full-book snapshot (46,000 levels for BTC-USD): scanned into the (price, size)
+            # pairs the general path would build, without decoding every level's dict.
+            snap = _scan_snapshot(frame, expected, self.max_levels)
+            if snap is not None:
+                self.messages += 1
+                self._expected = expected + 1
+                self.protocol = "advanced_trade"
+                self.touch("level2")
+                try:
+                    self._snapshot(self._product(snap[0]), snap[2], snap[3], snap[1], ts_recv)
+                except _FRAME_ERRORS as exc:
+                    self.frame_error(exc, ts_recv)
                 return
         FeedParser.feed(self, frame, ts_recv)
 
@@ -270,11 +285,16 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
                     asks.append(level)
                 else:
                     raise ProtocolError("bad_side", f"side {side!r:.20}")
-            self.apply_snapshot(book, bids, asks, ts_event, ts_recv)
-            if self.check_crossed and book.crossed:
-                self.gap(book.symbol, "crossed", "snapshot is crossed", -1, ts_recv)
+            self._snapshot(book, bids, asks, ts_event, ts_recv)
         else:
             raise ProtocolError("unknown_type", f"l2_data event type {kind!r:.40}")
+
+    def _snapshot(self, book: OrderBook | None, bids: list[Any], asks: list[Any], ts_event: int,
+                  ts_recv: int) -> None:
+        assert book is not None
+        self.apply_snapshot(book, bids, asks, ts_event, ts_recv)
+        if self.check_crossed and book.crossed:
+            self.gap(book.symbol, "crossed", "snapshot is crossed", -1, ts_recv)
 
     # ---- market_trades --------------------------------------------------------------------
     def _trades_event(self, event: dict[str, Any], ts_recv: int) -> None:
