@@ -281,6 +281,29 @@ def test_busy_poll_mode(shm_dir, publisher):
         feed.spin_us = 0
         assert not feed.busy_poll and feed._reader.spin_ns == 0
 
+        # async for in the busy-poll mode polls cooperatively: the loop's other tasks still run.
+        async def main() -> int:
+            ticks = 0
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.001)
+                    ticks += 1
+
+            task = asyncio.create_task(ticker())
+            feed.spin_us = feedmod.BUSY_POLL
+            # The feed is idle for 0.2 s (busy-polling), then a resync brings a snapshot.
+            asyncio.get_running_loop().call_later(0.2, feed.resync, "kraken", "BTC-USD")
+            async for event in feed:
+                if isinstance(event, BookSnapshot) and event.exchange == "kraken":
+                    break
+            task.cancel()
+            return ticks
+
+        assert asyncio.run(main()) >= 10          # the ticker ran while the feed was polled
+        assert feed.synced("kraken", "BTC-USD")
+
 
 def test_attach_errors(shm_dir):
     with pytest.raises(feedmod.FeedError, match="no AlphaPulse server named 'nobody'"):
