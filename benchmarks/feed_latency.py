@@ -13,7 +13,7 @@ record, a blocking recv, same decode and mirror apply): the usual way to do loca
 
     .venv/bin/python benchmarks/feed_latency.py [--rates 200,2000,20000] [--seconds 3] [--repeat 3]
                                                 [--spin 50,busy] [--pin]
-    .venv/bin/python benchmarks/feed_latency.py --warmth      # the parser hot vs after idling
+    .venv/bin/python benchmarks/feed_stages.py                # each stage alone, hot and cold
     .venv/bin/python benchmarks/feed_latency.py --envelope    # the record envelope alone
 
 ``--spin``: the strategy's spin before it sleeps on the futex, µs; ``busy`` is the low-latency
@@ -284,41 +284,6 @@ def envelope() -> None:
         print(f"| {label} | {size:.1f} | {e:,.0f} | {d:,.0f} |")
 
 
-def warmth() -> None:
-    """The server's part (frame -> first event out of the Kraken parser, checksum verified)
-    right after the previous frame vs after an idle gap: how much a cold cache costs."""
-    from alphapulse.capture import read_frames
-    from alphapulse.exchanges import get_parser
-
-    frames = read_frames(CAPTURE)[:400]
-    first: list[int] = []
-
-    def sink(_event: Any) -> None:
-        if not first:
-            first.append(time.time_ns())
-
-    parser = get_parser("kraken")(["BTC-USD"], sink=sink)
-    print("| idle before each frame | while idle | frame -> first event p50 µs | p90 µs |")
-    print("|---|---|---:|---:|")
-    for gap_ms in (0.0, 0.5, 1.0, 5.0, 25.0):
-        for how in (("sleep", "spin") if gap_ms else ("-",)):
-            out = []
-            for frame in frames:
-                if gap_ms:
-                    until = time.perf_counter() + gap_ms / 1000
-                    if how == "sleep":
-                        time.sleep(gap_ms / 1000)
-                    while time.perf_counter() < until:
-                        pass
-                first.clear()
-                ts = time.time_ns()
-                parser.feed(frame, ts)
-                if first:
-                    out.append(first[0] - ts)
-            print(f"| {gap_ms:g} ms | {how} | {np.percentile(out, 50) / 1000:.1f} | "
-                  f"{np.percentile(out, 90) / 1000:.1f} |", flush=True)
-
-
 def _spin(text: str) -> float:
     return math.inf if text.strip() in ("busy", "inf") else float(text)
 
@@ -342,14 +307,9 @@ def main() -> None:
     ap.add_argument("--pin", action="store_true",
                     help="pin the publisher to CPU 0 and the strategy to CPU 1")
     ap.add_argument("--envelope", action="store_true", help="only the envelope comparison")
-    ap.add_argument("--warmth", action="store_true",
-                    help="only the parser's cost hot vs after an idle gap (in-process)")
     args = ap.parse_args()
     if args.envelope:
         envelope()
-        return
-    if args.warmth:
-        warmth()
         return
     print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f} python={sys.version.split()[0]} "
           f"pin={args.pin} seconds={args.seconds:g} repeat={args.repeat}")
