@@ -39,7 +39,8 @@ def _end_book(exchange: str, path: Path) -> OrderBook:
 async def test_collector_follows_looped_passes(exchange: str, fixtures_dir: Path) -> None:
     path = fixtures_dir / "generated" / f"{CAPTURES[exchange]}.jsonl"
     events: list[object] = []
-    async with paced(exchange, [path], trade_share=0.2) as server:
+    # Heartbeats while idle first (Coinbase numbers them on the same sequence as the loop).
+    async with paced(exchange, [path], trade_share=0.2, heartbeat_interval=0.05) as server:
         collector = get_collector(exchange)(["BTC-USD"], url=server.ws_url,
                                             rest_url=server.rest_url, sink=events.append)
         task = asyncio.create_task(collector.run())
@@ -50,6 +51,7 @@ async def test_collector_follows_looped_passes(exchange: str, fixtures_dir: Path
                     break
                 await asyncio.sleep(0.05)
             assert server.looping == 1, server.error
+            await asyncio.sleep(0.3)                # idle at rate 0: a few heartbeats
             first_pass = len(events)
             server.rate = 20_000
             while server.counters["passes"] < 4:

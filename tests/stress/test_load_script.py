@@ -1,6 +1,7 @@
 """Issue 7, scenarios 1 and 12 (short forms): ``scripts/load-test`` itself, on loopback.
 
-* ramp: one step at 300x replay speed: every record measured, p99 receipt->publication reported;
+* ramp: two short rate steps from the paced, looping fake exchanges: every record measured,
+  p99 receipt->publication reported, no gap/rejection/reconnect in the looped stream;
 * soak: 20 s of replay with RSS sampled every 2 s: bounded (no growth beyond 64 MiB).
 
 Scenario 8 (``scripts/load-test clients``, many and stalled WebSocket clients) is in
@@ -32,11 +33,22 @@ def _run(tmp_path: Path, *args: str, timeout: float = 150) -> dict:
     return json.loads(out.read_text())
 
 
-def test_ramp_step_measures_every_record(tmp_path: Path) -> None:
-    result = _run(tmp_path, "ramp", "--speeds", "300")
-    (step,) = result["steps"]
-    assert step["records"] > 10_000 and step["trades_per_s"] > 0 and step["book_msgs_per_s"] > 0
-    assert step["p99_us"] > 0 and step["rss_mib"] > 0
+def test_ramp_steps_measure_every_record(tmp_path: Path) -> None:
+    # Two short steps; no latency budget stop (CI is shared), only the functional outcomes.
+    result = _run(tmp_path, "ramp", "--rates", "2000,4000", "--seconds", "1.5", "--warmup",
+                  "0.5", "--budget-us", "1e9")
+    steps = result["steps"]
+    assert steps and result["best"] is not None
+    for step in steps:
+        ingested = step["trades_per_s"] + step["book_msgs_per_s"]
+        # the looped captures are ingested cleanly: no gap, rejection or reconnect
+        assert step["gaps"] == 0 and step["rejected"] == 0 and step["reconnects"] == 0, step
+        assert 0.10 < step["trades_per_s"] / ingested < 0.25, step      # --trade-share 1/6
+        # the probe saw (about) every record the server counted, and lost none
+        assert step["probe_missed"] == 0
+        assert step["records"] > 0.7 * ingested * 1.5, step
+        assert step["p50_us"] > 0 and step["p99_us"] >= step["p50_us"]
+        assert step["cpu_pct"] > 0 and step["rss_mib"] > 0
 
 
 def test_soak_short_rss_bounded(tmp_path: Path) -> None:

@@ -152,3 +152,31 @@ def test_incremental_ohlcv_equals_recomputed(trades, interval) -> None:
     again = [bar.key() for bar in store.recompute_ohlcv("coinbase", "BTC-USD", interval)]
     assert live == again
     assert sum(bar[-1] for bar in live) == len(trades)
+
+
+# Realistic order: mostly forward in small steps (ties included), some late trades, and reads
+# in between (a read folds the pending finest bar into the wider intervals mid-window).
+_steps = st.lists(
+    st.tuples(st.one_of(st.integers(min_value=0, max_value=40 * SEC),
+                        st.integers(min_value=-200 * SEC, max_value=0),
+                        st.just(0)),
+              _text, _text, st.booleans()),
+    min_size=1, max_size=150)
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=_steps)
+def test_pending_fold_equals_recomputed_with_reads_between(steps) -> None:
+    store = TradeStore(capacity=1000)
+    ts = BASE + 3500 * SEC                     # near an hour boundary
+    for i, (step, price, size, read) in enumerate(steps):
+        ts += step
+        store.add(trade(i, ts, price, size))
+        if read:
+            interval = sorted(INTERVALS)[i % len(INTERVALS)]
+            assert [b.key() for b in store.ohlcv("coinbase", "BTC-USD", interval)] == \
+                [b.key() for b in store.recompute_ohlcv("coinbase", "BTC-USD", interval)]
+    for interval in INTERVALS:
+        live = [bar.key() for bar in store.ohlcv("coinbase", "BTC-USD", interval)]
+        assert live == [b.key() for b in store.recompute_ohlcv("coinbase", "BTC-USD", interval)]
+        assert sum(bar[-1] for bar in live) == len(steps)

@@ -21,7 +21,7 @@ Supported: Coinbase Advanced Trade, Kraken v2, Binance.US (raw or combined strea
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -100,7 +100,9 @@ class Looper:
         book = sum(1 for t in self.templates if t.kind == BOOK)
         self.trade_share = sum(t.trades for t in self.templates) / max(1, len(self.templates))
         self.book_frames = book
-        self.on_chunk: Callable[[Looper], None] | None = None   # e.g. keep a session's counter
+        # An object whose ``seq`` is the connection's next sequence number, shared with the
+        # session's own frames (Coinbase heartbeats): read before and written after each chunk.
+        self.numbering: Any = None
 
     def chunk(self, n: int = 256) -> Chunk:
         """The next ``n`` frames (crossing into the next pass when one ends)."""
@@ -110,6 +112,8 @@ class Looper:
         books: list[int] = []
         pos = n_trades = n_books = 0
         templates, i = self.templates, self._pos
+        if self.numbering is not None:       # the session may have numbered frames since
+            self.seq = self.numbering.seq
         seq, trade_id, off = self.seq, self.trade_id, self.passes * self.uid_step
         for _ in range(n):
             if i == len(templates):
@@ -142,8 +146,8 @@ class Looper:
             trades.append(n_trades)
             books.append(n_books)
         self._pos, self.seq, self.trade_id = i, seq, trade_id
-        if self.on_chunk is not None:
-            self.on_chunk(self)
+        if self.numbering is not None:
+            self.numbering.seq = seq
         return Chunk(b"".join(out), ends, trades, books)
 
 
@@ -292,11 +296,7 @@ def _coinbase(server: ReplayServer, session: Any, recorded: dict[int, Sequence[b
                                           "updates": updates}]})
         restore.append(_template(frame, [(_CB_SEQ, _SEQ)], BOOK))
     looper = Looper(restore, stream, seq=session.seq, trade_id=top + 1, trade_share=share)
-
-    def keep_numbering(lp: Looper) -> None:   # the session's own frames (heartbeats) continue it
-        session.seq = lp.seq
-
-    looper.on_chunk = keep_numbering
+    looper.numbering = session
     return looper
 
 

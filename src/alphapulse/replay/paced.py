@@ -174,7 +174,7 @@ def paced(exchange: str, files: Sequence[str | Path], *, host: str = "127.0.0.1"
 
 async def _main(args: argparse.Namespace) -> None:
     server = paced(args.exchange, args.files, host=args.host, port=args.port,
-                   trade_share=args.trade_share)
+                   trade_share=args.trade_share, tick=args.tick)
     server.rate = args.rate
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--rate", type=float, default=0.0, help="initial messages/s of the loop")
+    ap.add_argument("--tick", type=float, default=0.001,
+                    help="seconds between writes (each writes every frame then due)")
     ap.add_argument("--trade-share", type=float, default=None,
                     help="repeat trades until they are this fraction of the looped messages")
     args = ap.parse_args(argv)

@@ -174,6 +174,41 @@ class _Bars:
         if len(starts) > self.max_bars:
             del self.by_start[starts.pop(0)]
 
+    def merge(self, part: Bar, volume: Decimal, trades: int) -> None:
+        """Fold ``trades`` more trades of the finer bar ``part`` (whose whole window lies in one
+        of this interval's windows) adding ``volume``: the same result as adding each trade.
+
+        Ties cannot cross windows (the trades of different finer windows have different
+        ``ts_event``), so comparing the finer bar's open/close times decides exactly as the
+        per-trade rules would; a repeated fold of the same ``part`` changes only what is new.
+        """
+        start = part.start - part.start % self.width
+        bar = self.by_start.get(start)
+        if bar is not None:
+            if part.high > bar.high:
+                bar.high = part.high
+            if part.low < bar.low:
+                bar.low = part.low
+            if part.open_ts < bar.open_ts:
+                bar.open, bar.open_ts = part.open, part.open_ts
+            if part.close_ts >= bar.close_ts:
+                bar.close, bar.close_ts = part.close, part.close_ts
+            bar.volume = _EXACT.add(bar.volume, volume)
+            bar.trades += trades
+            return
+        starts = self.starts
+        if len(starts) >= self.max_bars and start < starts[0]:
+            self.dropped += trades
+            return
+        self.by_start[start] = Bar(start, part.open, part.high, part.low, part.close, volume,
+                                   trades, part.open_ts, part.close_ts)
+        if not starts or start > starts[-1]:
+            starts.append(start)
+        else:
+            insort(starts, start)
+        if len(starts) > self.max_bars:
+            del self.by_start[starts.pop(0)]
+
     def select(self, limit: int | None, start: int | None, end: int | None) -> list[Bar]:
         starts = self.starts
         lo = 0 if start is None else bisect_left(starts, start - start % self.width)
@@ -187,7 +222,8 @@ class _Series:
     """The bounded trade buffer and the bars of one (exchange, symbol)."""
 
     __slots__ = ("exchange", "symbol", "native", "capacity", "records", "head", "total",
-                 "first_ts", "last_ts", "last_recv", "bars", "_inversion", "_per_second")
+                 "first_ts", "last_ts", "last_recv", "bars", "_inversion", "_per_second",
+                 "_finest", "_wider", "_pending", "_folded_volume", "_folded_trades")
 
     def __init__(self, exchange: str, symbol: str, native: str, capacity: int,
                  max_bars: int) -> None:
@@ -203,6 +239,16 @@ class _Series:
         # while it is still stored, binary search on time would be wrong.
         self._inversion = -1
         self.bars = {name: _Bars(width, max_bars) for name, width in INTERVALS.items()}
+        # Only the finest interval's bar is updated per trade.  The newest finest bar is
+        # *pending*: folded into the wider intervals (whose windows are whole multiples of its
+        # window) when a newer window starts or before anyone reads them (:meth:`fold`).
+        # A late trade, for an older finest window, goes into every interval at once.
+        finest = min(INTERVALS, key=INTERVALS.__getitem__)
+        self._finest = self.bars[finest]
+        self._wider = [b for name, b in self.bars.items() if name != finest]
+        self._pending: Bar | None = None
+        self._folded_volume = Decimal(0)
+        self._folded_trades = 0
         # [second, trades received in it] for the last minute: the rate without a scan.
         self._per_second: deque[list[int]] = deque(maxlen=RATE_WINDOW_S + 1)
 
@@ -231,8 +277,32 @@ class _Series:
             self.records[self.head] = record
             self.head = (self.head + 1) % self.capacity
         self.total += 1
-        for bars in self.bars.values():
-            bars.add(price, size, ts)
+        finest = self._finest
+        pending = self._pending
+        start = ts - ts % finest.width
+        if pending is not None:
+            if start == pending.start:
+                finest.add(price, size, ts)
+                return
+            if start < pending.start:             # late: straight into every interval
+                for bars in self.bars.values():
+                    bars.add(price, size, ts)
+                return
+            self.fold()
+        finest.add(price, size, ts)
+        self._pending = finest.by_start.get(start)
+        self._folded_volume, self._folded_trades = Decimal(0), 0
+
+    def fold(self) -> None:
+        """Bring the wider intervals' bars up to date with the pending finest bar."""
+        pending = self._pending
+        if pending is None or pending.trades == self._folded_trades:
+            return
+        volume = _EXACT.subtract(pending.volume, self._folded_volume)
+        trades = pending.trades - self._folded_trades
+        for bars in self._wider:
+            bars.merge(pending, volume, trades)
+        self._folded_volume, self._folded_trades = pending.volume, pending.trades
 
     def __len__(self) -> int:
         return len(self.records)
@@ -389,6 +459,7 @@ class TradeStore:
         series = self._series.get((exchange, symbol))
         if series is None or (limit is not None and limit <= 0):
             return []
+        series.fold()
         return series.bars[interval].select(limit, start, end)
 
     def recompute_ohlcv(self, exchange: str, symbol: str, interval: str) -> list[Bar]:
@@ -418,6 +489,7 @@ class TradeStore:
     def sizes(self) -> Iterator[tuple[str, str, int, int]]:
         """(exchange, symbol, trades stored, bars stored) for every pair (for metrics)."""
         for (exchange, symbol), series in sorted(self._series.items()):
+            series.fold()
             yield exchange, symbol, len(series), sum(len(b.starts) for b in series.bars.values())
 
     def summary(self, now_ns: int | None = None) -> dict[str, object]:
