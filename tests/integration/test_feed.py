@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import os
 import signal
+import socket
 import stat
 import time
 from pathlib import Path
@@ -320,3 +322,52 @@ def test_producer_gone_is_the_ring_error():
     # Strategies catch ProducerGone from the feed exactly as from a ring.
     assert issubclass(feedmod.FeedError, ConnectionError)
     assert issubclass(ProducerGone, OSError)
+
+
+async def test_server_rings_carry_a_book_event_before_the_opportunity_it_opens(
+        shm_dir, fixtures_dir):
+    """The whole server (arb captures -> collectors -> hub): the shm publisher is the hub's
+    first subscriber, so a strategy's ring holds the book event that opened an arbitrage
+    opportunity before the opportunity itself (the detector runs after the publisher)."""
+    from alphapulse.replay import serve
+    from alphapulse.server.config import load_config
+    from alphapulse.server.runtime import Runtime
+    from alphapulse.wire import Arbitrage
+
+    socks = {}
+    for exchange in ("kraken", "coinbase"):
+        # Listening but not served yet: the collectors' handshakes wait until we attached.
+        sock = socket.create_server(("127.0.0.1", 0))
+        socks[exchange] = sock
+    ports = {e: s.getsockname()[1] for e, s in socks.items()}
+    config = load_config({
+        "exchanges": "kraken,coinbase", "symbols": "BTC-USD", "port": "0", "name": "arbring",
+        "shm_dir": str(shm_dir), "kraken_ws_url": f"ws://127.0.0.1:{ports['kraken']}/v2",
+        "coinbase_ws_url": f"ws://127.0.0.1:{ports['coinbase']}/"}, env={})
+    runtime = Runtime(config)
+    await runtime.open()
+    try:
+        feed = await asyncio.to_thread(feedmod.attach, "arbring",
+                                       ["book:*:BTC-USD", "arbitrage:BTC-USD"],
+                                       directory=shm_dir)
+        with feed:
+            async with contextlib.AsyncExitStack() as replays:
+                for exchange, sock in socks.items():
+                    capture = fixtures_dir / "generated" / f"arb-{exchange}.jsonl"
+                    await replays.enter_async_context(serve(exchange, [capture], speed=50.0,
+                                                            sock=sock))
+                book_recv: set[int] = set()
+                opportunities = []
+                deadline = time.monotonic() + 30
+                async for event in feed:
+                    assert time.monotonic() < deadline, (len(book_recv), opportunities)
+                    if isinstance(event, (BookSnapshot, BookUpdate)):
+                        book_recv.add(event.ts_recv)
+                    elif isinstance(event, Arbitrage):
+                        opportunities.append(event)
+                        # The book event that opened it is already on this ring, ahead of it.
+                        assert event.ts_recv in book_recv, event.data
+                        break
+    finally:
+        await runtime.close()
+    assert opportunities and opportunities[0].symbol == "BTC-USD"
