@@ -1,118 +1,53 @@
-"""WebSocket fan-out under load: replay servers -> server -> N WebSocket clients.
+"""WebSocket fan-out under load: replays -> ``alphapulse-server`` -> N WebSocket clients.
 
-The server (collectors + hub + uvicorn, one process) runs here; the clients run in a second
-process so they do not share the server's event loop.  Every client subscribes to the book
-channels of the chosen exchanges and records, for each delta, ``time.time_ns() - ts_recv``
-(frame receipt at the server -> JSON decoded at the client; same host clock).
+The server runs as its own process; the clients are raw sockets spread over ``--workers``
+processes (``benchmarks/_ws_load.py``), each subscribed to ``--channels`` (default: book and
+trades of the three exchanges, 6 channels).  Delivery latency = client receive time -
+``ts_recv`` (when the server received the exchange frame; same host clock), over every healthy
+client.  Two phases in the same run: ``baseline`` (everyone reads) and ``with_stalled``
+(``--stalled`` clients stop reading: each must be closed with 1008 within 5 s).
 
-    .venv/bin/python benchmarks/ws_fanout.py --clients 100 --speed 20 [--batch] \
-        [--exchanges kraken,coinbase,binanceus] [--seconds 8]
+    flock /tmp/ap-bench.lock .venv/bin/python benchmarks/ws_fanout.py \\
+        --clients 500 --stalled 10 [--seconds 20] [--speed 1] [--workers 2] [--batch] \\
+        [--json out.json]
 
-Prints one markdown row: clients, book messages/s into the server, deltas delivered/s in
-total, delivery latency p50/p99/max, slow clients closed.
+Prints a markdown table (one row per phase) and the stalled clients' outcome.
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
-import multiprocessing
-import socket
-import time
+import json
+import sys
 from pathlib import Path
 
-import numpy as np
-import orjson
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "generated"
-CAPTURES = {"kraken": "kraken-clean", "coinbase": "coinbase-clean",
-            "binanceus": "binanceus-clean"}
-
-
-def _clients(port: int, n: int, channels: list[str], batch: bool, seconds: float,
-             out: multiprocessing.Queue) -> None:
-    from websockets.asyncio.client import connect
-
-    async def one(lat: list[int]) -> None:
-        url = f"ws://127.0.0.1:{port}/ws" + ("?batch=1" if batch else "")
-        async with connect(url, max_size=1 << 24, max_queue=None) as ws:
-            await ws.send(orjson.dumps({"op": "subscribe", "channels": channels}).decode())
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), 0.5)
-                except asyncio.TimeoutError:
-                    continue
-                now = time.time_ns()
-                msg = orjson.loads(raw)
-                for m in msg if isinstance(msg, list) else (msg,):
-                    if m.get("type") == "delta":
-                        lat.append(now - m["ts_recv"])
-
-    async def main() -> None:
-        lats: list[list[int]] = [[] for _ in range(n)]
-        await asyncio.gather(*(one(lat) for lat in lats), return_exceptions=True)
-        out.put([x for lat in lats for x in lat])
-
-    asyncio.run(main())
-
-
-async def run(args: argparse.Namespace) -> None:
-    from alphapulse.replay import serve
-    from alphapulse.server.config import load_config
-    from alphapulse.server.runtime import Runtime
-
-    exchanges = args.exchanges.split(",")
-    sock = socket.create_server(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    replays = []
-    flags = {"exchanges": args.exchanges, "symbols": "BTC-USD", "log_level": "warning"}
-    for ex in exchanges:
-        server = serve(ex, [FIXTURES / f"{CAPTURES[ex]}.jsonl"], speed=args.speed)
-        await server.start()
-        replays.append(server)
-        flags[f"{ex}_ws_url"] = server.ws_url
-        if ex == "binanceus":
-            flags["binanceus_rest_url"] = server.rest_url
-    runtime = Runtime(load_config(flags, env={}), sock=sock)
-    ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    channels = [f"book:{ex}:BTC-USD" for ex in exchanges]
-    proc = ctx.Process(target=_clients, args=(port, args.clients, channels, args.batch,
-                                              args.seconds, out))
-    await runtime.open()
-    proc.start()
-    events0 = runtime.hub.events
-    sent0 = runtime.ws.stats["messages_out"]
-    t0 = time.monotonic()
-    lat = np.array(await asyncio.to_thread(out.get), dtype=np.int64) / 1e6
-    elapsed = time.monotonic() - t0
-    ingested = runtime.hub.events - events0
-    sent = runtime.ws.stats["messages_out"] - sent0
-    await asyncio.to_thread(proc.join)
-    await runtime.close()
-    for r in replays:
-        await r.close()
-    if len(lat) == 0:
-        print("no deltas delivered")
-        return
-    print(f"| {args.clients} | {'yes' if args.batch else 'no'} | {ingested / elapsed:,.0f} | "
-          f"{sent / elapsed:,.0f} | {len(lat) / elapsed:,.0f} | {np.percentile(lat, 50):.2f} | "
-          f"{np.percentile(lat, 99):.2f} | {lat.max():.1f} | "
-          f"{runtime.ws.stats['overflow_closed']} |")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _ws_load  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--clients", type=int, default=100)
-    ap.add_argument("--speed", type=float, default=20.0)
-    ap.add_argument("--seconds", type=float, default=8.0)
-    ap.add_argument("--batch", action="store_true")
-    ap.add_argument("--exchanges", default="kraken")
+    ap.add_argument("--clients", type=int, default=500)
+    ap.add_argument("--stalled", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=2, help="client processes")
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
+    ap.add_argument("--exchanges", default="kraken,coinbase,binanceus")
+    ap.add_argument("--channels", default=None, help="comma-separated (default: 6 channels)")
+    ap.add_argument("--batch", action="store_true", help="clients ask for batch frames")
+    ap.add_argument("--queue", type=int, default=None, help="server per-client queue")
+    ap.add_argument("--slow-client-s", type=float, default=None)
+    ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    print("| clients | batch | events/s in | messages sent/s | deltas received/s | p50 ms | "
-          "p99 ms | max ms | closed slow |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-    asyncio.run(run(args))
+    result = _ws_load.run(
+        clients=args.clients, stalled=args.stalled, workers=args.workers, seconds=args.seconds,
+        warmup=args.warmup, speed=args.speed, exchanges=args.exchanges.split(","),
+        channels=args.channels.split(",") if args.channels else None, batch=args.batch,
+        queue_size=args.queue, slow_client_s=args.slow_client_s,
+        log=lambda m: print(m, file=sys.stderr))
+    print(_ws_load.markdown(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ def _check(result: dict, stalled: int) -> None:
     base, with_stalled = result["phases"]["baseline"], result["phases"]["with_stalled"]
     assert result["healthy_closed"] == []
     assert result["stalled_closed_1008"] == stalled, result["stalled_close_codes"]
-    assert all("not drained for" in r or "send queue overflow" in r
-               for r in result["stalled_reasons"]), result["stalled_reasons"]
+    assert all("client too slow" in r for r in result["stalled_reasons"]), \
+        result["stalled_reasons"]
     closes = with_stalled["stalled_close_s"]
     assert len(closes) == stalled and max(closes) < 5.0, closes
     assert base["messages"] > 0 and with_stalled["messages"] > 0
@@ -49,7 +49,7 @@ def test_load_test_script_clients_mode(tmp_path: Path) -> None:
     """``scripts/load-test clients`` is this driver, with its JSON output."""
     out = tmp_path / "clients.json"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "load-test"), "clients",
-                           "--clients", "20", "--stalled", "2", "--seconds", "4",
+                           "--clients", "20", "--stalled", "2", "--seconds", "8",
                            "--json", str(out)], capture_output=True, text=True, timeout=150)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| with_stalled | 20 | 2 |" in proc.stdout

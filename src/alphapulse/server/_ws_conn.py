@@ -13,18 +13,21 @@ installed), found from the task running the endpoint.  Anything else (another se
 protocol implementation, Starlette's TestClient) gets ``fast = False`` and the fan-out keeps
 using the ASGI ``send`` path: slower, same behaviour.
 
-The same access answers the question the slow-client deadline asks: has this client taken
-everything we gave it?  A client that stops reading is invisible for a while: first its own
-kernel receive buffer fills, then our kernel send buffer, then the transport's user-space
-buffer.  :meth:`Conn.backlog` is the transport buffer plus the bytes the kernel holds but could
-not send yet (``SIOCOUTQNSD``: the peer's receive window is closed); on a healthy connection both
-are zero almost always, on a stalled one they only grow.
+The same access answers the questions the slow-client watchdog asks: has this client taken
+everything we gave it, and is it taking anything at all?  A client that stops reading is
+invisible for a while: first its own kernel receive buffer fills, then our kernel send buffer,
+then the transport's user-space buffer.  :meth:`Conn.backlog` is the transport buffer plus the
+bytes the kernel holds but could not send yet (``SIOCOUTQNSD``: the peer's receive window is
+closed); on a healthy connection both are zero almost always, on a stalled one they only grow.
+:meth:`Conn.acked` is the kernel's count of bytes the peer acknowledged: it stops moving the
+moment a stalled client's window closes, whatever the traffic.
 """
 from __future__ import annotations
 
 import asyncio
 import fcntl
 import logging
+import socket
 import struct
 import sys
 from typing import Any
@@ -37,6 +40,10 @@ log = logging.getLogger(__name__)
 SIOCOUTQNSD = 0x894B
 _HAVE_IOCTL = sys.platform.startswith("linux")
 _INT = struct.Struct("i")
+# Linux struct tcp_info: 8 one-byte fields, 24 u32, pacing_rate, max_pacing_rate, bytes_acked.
+_TCP_INFO_LEN = 128
+_BYTES_ACKED = struct.Struct("=Q")
+_BYTES_ACKED_AT = 120
 
 
 def _frame(first: int, payload: bytes) -> bytes:
@@ -53,9 +60,22 @@ def text_frame(payload: bytes) -> bytes:
     return _frame(0x81, payload)
 
 
-def binary_frame(payload: bytes) -> bytes:
-    """A complete, unmasked, unfragmented binary frame holding ``payload``."""
-    return _frame(0x82, payload)
+class Message:
+    """One outgoing message, encoded once and shared by every client it goes to."""
+
+    __slots__ = ("payload", "text", "_frame")
+
+    def __init__(self, payload: bytes, text: bool = True) -> None:
+        self.payload = payload
+        self.text = text
+        self._frame: bytes | None = None
+
+    def frame(self) -> bytes:
+        """The complete WebSocket frame, built by the first client that needs it."""
+        frame = self._frame
+        if frame is None:
+            frame = self._frame = _frame(0x81 if self.text else 0x82, self.payload)
+        return frame
 
 
 def _uvicorn_protocol() -> Any:
@@ -114,6 +134,15 @@ class Conn:
         """False while the transport is paused (its buffer is above the high-water mark)."""
         return self._proto is None or self._proto.writable.is_set()
 
+    def ready(self) -> int:
+        """1: write now; 0: paused (wait for :meth:`wait_writable`); -1: closing or closed.
+
+        One call on the fan-out's per-client path instead of :meth:`open` + :meth:`writable`."""
+        proto = self._proto
+        if proto.close_sent or self._ws.state is not State.OPEN or self.transport.is_closing():
+            return -1
+        return 1 if proto.writable.is_set() else 0
+
     async def wait_writable(self) -> None:
         """Until the transport resumes (or the connection is lost: uvicorn sets it then too)."""
         if self._proto is not None:
@@ -128,6 +157,22 @@ class Conn:
         except OSError:          # closed under us, or a kernel without SIOCOUTQNSD
             self._fd = -1
             return 0
+
+    def acked(self) -> int:
+        """Bytes the peer has acknowledged so far (``tcpi_bytes_acked``), -1 when unknown.
+
+        A client that stopped reading acknowledges nothing more once its window is closed (the
+        kernel's zero-window probes carry no data): this does not move."""
+        if self._fd < 0:
+            return -1
+        try:
+            info = self.transport.get_extra_info("socket").getsockopt(
+                socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+        except (OSError, AttributeError):
+            return -1
+        if len(info) < _BYTES_ACKED_AT + 8:      # a kernel older than 4.1
+            return -1
+        return _BYTES_ACKED.unpack_from(info, _BYTES_ACKED_AT)[0]
 
     def backlog(self) -> int:
         """Bytes given to this connection that the client has not taken yet (0 when drained)."""

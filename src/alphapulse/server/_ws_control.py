@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .. import wire
+from ._ws_conn import Message
 
 if TYPE_CHECKING:
     from .ws import _Client
@@ -52,11 +53,12 @@ class ControlMixin:
     _subs: dict[str, dict[_Client, str]]
     _metrics: Any
     _in_counter: Any
+    _snapshot_cache: dict[str, tuple[Any, int, Message]]
     stats: dict[str, int]
 
     # provided by WsFanout
     def _reply(self, client: _Client, obj: dict[str, Any]) -> None: ...
-    def _push_binary(self, client: _Client, payload: bytes) -> None: ...
+    def _push_msg(self, client: _Client, msg: Message) -> None: ...
     def _books(self, exchange: str, symbol: str) -> Any: ...
     def _bbo_of(self, symbol: str) -> dict | None: ...
 
@@ -194,9 +196,13 @@ class ControlMixin:
             # Not synced yet: the collector's own snapshot will reach this subscriber.
             self._reply(client, {"type": "syncing", "channel": channel})
             return
-        delta = book.snapshot_delta()
         if encoding == "binary":
-            self._push_binary(client, wire.encode_book("snapshot", exchange, symbol, delta, 0, 0,
-                                                       time.time_ns()))
-        else:
-            self._reply(client, book_message(channel, exchange, symbol, delta, 0, 0))
+            self._push_msg(client, Message(wire.encode_book(
+                "snapshot", exchange, symbol, book.snapshot_delta(), 0, 0, time.time_ns()), False))
+            return
+        cached = self._snapshot_cache.get(channel)
+        if cached is None or cached[0] is not book or cached[1] != book.sequence:
+            msg = Message(orjson.dumps(book_message(channel, exchange, symbol,
+                                                    book.snapshot_delta(), 0, 0)))
+            cached = self._snapshot_cache[channel] = (book, book.sequence, msg)
+        self._push_msg(client, cached[2])

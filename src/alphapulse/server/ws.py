@@ -21,8 +21,8 @@ per encoding and appends the shared message to every subscribed client's queue: 
 no await.  One loop callback per burst then writes each client's queue to its transport in one
 ``write`` (:mod:`._ws_conn`); a per-client task only takes over while that client's transport is
 paused.  A client is dropped from every channel at once and closed with 1008 when its queue
-overflows, or when its socket has not drained for ``slow_client_s`` seconds (the watchdog);
-the others never notice.
+overflows, or when it has taken nothing of what waits for it for ``slow_client_s`` seconds (the
+watchdog); the others never notice.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from .._book import OrderBook
 from .. import wire
 from ..events import BookSnapshot, BookUpdate, Gap, Trade
-from ._ws_conn import Conn, binary_frame, text_frame
+from ._ws_conn import Conn, Message, text_frame
 from ._ws_control import (MAX_CHANNELS_PER_CLIENT, MAX_CLIENT_MESSAGE, ControlMixin,
                           book_message)
 
@@ -58,38 +58,24 @@ MAX_BATCH = 1000
 # a burst the loop has not yet had time to send (a collector parsing a backlog of frames) is
 # not the client's fault.  Past this multiple of the limit it is closed regardless (memory).
 HARD_LIMIT_FACTOR = 8
-SLOW_CLIENT_S = 2.0          # default deadline: socket not drained for this long -> 1008
+SLOW_CLIENT_S = 2.0          # default deadline: data waiting, none of it taken for this long
+# A client that reads, but never catches up, is closed once it has been behind (socket not
+# drained at any watchdog tick) for this many deadlines.
+BEHIND_FACTOR = 4
 _NO_CONN = Conn()
-
-
-class _Msg:
-    """One outgoing message, encoded once and shared by every client it goes to."""
-
-    __slots__ = ("payload", "text", "_frame")
-
-    def __init__(self, payload: bytes, text: bool = True) -> None:
-        self.payload = payload
-        self.text = text
-        self._frame: bytes | None = None
-
-    def frame(self) -> bytes:
-        """The complete WebSocket frame, built by the first client that needs it."""
-        frame = self._frame
-        if frame is None:
-            frame = self._frame = (text_frame if self.text else binary_frame)(self.payload)
-        return frame
 
 
 class _Client:
     """One connection: its queue, its subscriptions and the task that drains the queue."""
 
     __slots__ = ("ws", "conn", "queue", "limit", "wake", "channels", "closing", "close_reason",
-                 "sent", "batch", "in_send", "pending", "stuck_since", "sender", "slow")
+                 "sent", "batch", "in_send", "pending", "stuck_since", "behind_since", "acked",
+                 "sender", "slow")
 
     def __init__(self, ws: WebSocket, limit: int, conn: Conn = _NO_CONN) -> None:
         self.ws = ws
         self.conn = conn
-        self.queue: deque[_Msg] = deque()
+        self.queue: deque[Message] = deque()
         self.limit = limit
         self.wake = asyncio.Event()
         self.channels: dict[str, str] = {}     # channel -> encoding
@@ -99,7 +85,9 @@ class _Client:
         self.batch = False     # JSON messages queued together go out as one array frame
         self.in_send = False   # the transport is paused (or an ASGI send is suspended)
         self.pending = False   # in the fan-out's list of clients to flush
-        self.stuck_since: float | None = None   # first watchdog tick that saw it not drained
+        self.stuck_since: float | None = None   # first tick that saw data waiting, none taken
+        self.behind_since: float | None = None  # first tick of the current undrained stretch
+        self.acked = -1                          # the kernel's acked-byte count at the last tick
         self.sender: asyncio.Task[None] | None = None
         self.slow = False      # closed by the server for being too slow
 
@@ -107,9 +95,12 @@ class _Client:
 class WsFanout(ControlMixin):
     """The WebSocket side of the hub: a subscriber (``on_event``) and the ``/ws`` endpoint.
 
-    ``slow_client_s``: a client whose socket has not drained (bytes we gave it still in the
-    transport buffer or unsent in the kernel, or, without transport access, a non-empty queue)
-    at every watchdog tick for this long is closed with 1008, whatever the traffic level."""
+    ``slow_client_s``: a client that has had data waiting (bytes we gave it still in the
+    transport buffer or unsent in the kernel) and has not taken any of it (the kernel's count of
+    acknowledged bytes did not move) for this long is closed with 1008, whatever the traffic
+    level; so is one that reads but has stayed behind for ``BEHIND_FACTOR`` times as long.
+    Without transport access (another ASGI server) "behind" is a non-empty queue or a
+    suspended send, and the first rule applies to it."""
 
     def __init__(self, *, exchanges: Iterable[str], symbols: Iterable[str],
                  books: Callable[[str, str], OrderBook | None], queue_size: int = 4096,
@@ -131,6 +122,9 @@ class WsFanout(ControlMixin):
         self._dirty: list[_Client] = []
         self._flush_handle: asyncio.Handle | None = None
         self._watch_handle: asyncio.TimerHandle | None = None
+        # channel -> (book, sequence, snapshot message): subscribers at the same sequence share
+        # one encoding (500 clients connecting at once would otherwise build 500 copies).
+        self._snapshot_cache: dict[str, tuple[Any, int, Message]] = {}
         self.stats = {"clients": 0, "messages_out": 0, "messages_in": 0, "overflow_closed": 0,
                       "deadline_closed": 0, "slow_closed": 0, "connections": 0}
         if metrics is not None:
@@ -201,17 +195,17 @@ class WsFanout(ControlMixin):
 
     def _fan(self, targets: dict[_Client, str], as_json: Callable[[], bytes],
              as_binary: Callable[[], bytes] | None) -> None:
-        text: _Msg | None = None
-        data: _Msg | None = None
+        text: Message | None = None
+        data: Message | None = None
         overflowed = None
         for client, encoding in targets.items():
             if encoding == "binary" and as_binary is not None:
                 if data is None:
-                    data = _Msg(as_binary(), False)
+                    data = Message(as_binary(), False)
                 msg = data
             else:
                 if text is None:
-                    text = _Msg(as_json())
+                    text = Message(as_json())
                 msg = text
             if not self._push(client, msg):
                 overflowed = overflowed or []
@@ -222,7 +216,7 @@ class WsFanout(ControlMixin):
 
     # --- queue -> socket ----------------------------------------------------------------------
 
-    def _push(self, client: _Client, msg: _Msg) -> bool:
+    def _push(self, client: _Client, msg: Message) -> bool:
         """Queue ``msg`` for ``client``; False when the queue is full (the caller drops it)."""
         queue = client.queue
         n = len(queue)
@@ -241,11 +235,11 @@ class WsFanout(ControlMixin):
         return True
 
     def _reply(self, client: _Client, obj: dict[str, Any]) -> None:
-        if not client.closing and not self._push(client, _Msg(orjson.dumps(obj))):
-            self._overflow(client)
+        self._push_msg(client, Message(orjson.dumps(obj)))
 
-    def _push_binary(self, client: _Client, payload: bytes) -> None:
-        if not client.closing and not self._push(client, _Msg(payload, False)):
+    def _push_msg(self, client: _Client, msg: Message) -> None:
+        """Queue a message for one client (replies, snapshots); full queue: the client is closed."""
+        if not client.closing and not self._push(client, msg):
             self._overflow(client)
 
     def _flush(self) -> None:
@@ -265,12 +259,13 @@ class WsFanout(ControlMixin):
         queue = client.queue
         if not queue:
             return 0
-        if not conn.writable():
+        ready = conn.ready()
+        if ready == 0:
             # Above the transport's high-water mark: the client's task waits for it to resume.
             client.in_send = True
             client.wake.set()
             return 0
-        if not conn.open():
+        if ready < 0:
             queue.clear()           # closing: the endpoint is about to end
             return 0
         n = len(queue)
@@ -286,7 +281,7 @@ class WsFanout(ControlMixin):
         return n
 
     @staticmethod
-    def _batched(queue: deque[_Msg]) -> bytes:
+    def _batched(queue: deque[Message]) -> bytes:
         """Runs of JSON messages as array frames (at most MAX_BATCH each); binary as they are."""
         frames: list[bytes] = []
         run: list[bytes] = []
@@ -323,7 +318,7 @@ class WsFanout(ControlMixin):
                                  f"client too slow")
 
     def _watch(self) -> None:
-        """Watchdog tick: close every client whose socket has stayed undrained too long."""
+        """Watchdog tick: close every client that stopped taking data, or stays behind."""
         self._watch_handle = None
         now = time.monotonic()
         late = []
@@ -336,20 +331,32 @@ class WsFanout(ControlMixin):
                     continue
                 backlog = conn.backlog()
                 drained = backlog == 0
+                acked = conn.acked()
             else:
                 backlog = 0
                 drained = not client.queue and not client.in_send
+                acked = -1
+            progressed = acked >= 0 and acked != client.acked
+            client.acked = acked
             if drained:
+                client.stuck_since = client.behind_since = None
+                continue
+            if client.behind_since is None:
+                client.behind_since = now
+            if progressed:
                 client.stuck_since = None
             elif client.stuck_since is None:
                 client.stuck_since = now
-            elif now - client.stuck_since >= self._slow_s:
-                late.append((client, now - client.stuck_since, backlog))
-        for client, stuck, backlog in late:
+            stuck = now - client.stuck_since if client.stuck_since is not None else 0.0
+            behind = now - client.behind_since
+            if stuck >= self._slow_s:
+                late.append((client, f"took nothing for {stuck:.1f} s", backlog))
+            elif behind >= self._slow_s * BEHIND_FACTOR:
+                late.append((client, f"not drained for {behind:.1f} s", backlog))
+        for client, what, backlog in late:
             self.stats["deadline_closed"] += 1
-            self._close_slow(client, f"client too slow: socket not drained for {stuck:.1f} s, "
-                                     f"{len(client.queue)} messages dropped, "
-                                     f"{backlog // 1024} KiB unsent")
+            self._close_slow(client, f"client too slow: {what}, {len(client.queue)} messages "
+                                     f"dropped, {backlog // 1024} KiB unsent")
         if self._clients and self._loop is not None and not self._loop.is_closed():
             self._watch_handle = self._loop.call_later(self._tick_s, self._watch)
 
