@@ -29,8 +29,10 @@ then sleeps on a futex, so an idle strategy costs no CPU but an event that arriv
 sleeps waits for the kernel to wake it (tens of µs on a VM, more under load).
 ``attach(..., spin_us=alphapulse.feed.BUSY_POLL)`` never sleeps: the strategy keeps one core
 busy and sees a record within a microsecond or so of its publication, if it has that core to
-itself (the server needs one too: on a 2-core machine that is one spinning strategy at most).
-README's "Strategy latency" table and ``examples/latency_probe.py --busy-poll`` show the figures.
+itself (the server needs one too: on a 2-core machine that is one spinning strategy at most;
+on a machine without a spare core the spinner is preempted for whole scheduler slices and does
+worse than the default).  ``benchmarks/feed_latency.py`` measures both modes against a Unix
+socket; ``examples/latency_probe.py [--busy-poll]`` shows what a strategy sees.
 
 The package: :mod:`.protocol` (the control protocol, shared with the server),
 :mod:`.mirrors` (records -> events, the mirror books), :mod:`.strategy` (:class:`Feed`, and
