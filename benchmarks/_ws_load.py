@@ -70,7 +70,14 @@ def _connect(port: int, path: str, subscribe: bytes, stalled: bool) -> socket.so
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.settimeout(30)
-    sock.connect(("127.0.0.1", port))
+    for attempt in range(5):          # a listen backlog overflowing under a connection storm
+        try:
+            sock.connect(("127.0.0.1", port))
+            break
+        except ConnectionRefusedError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2)
     sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                  b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -165,7 +172,7 @@ def _worker(port: int, path: str, subscribe: bytes, n_clients: int, n_stalled: i
                     while data := client.sock.recv(1 << 18):
                         _parse(client, data, 0, None)
     except Exception as exc:                       # report instead of hanging the driver
-        ctl.send({"error": repr(exc)})
+        ctl.send({"error": f"client {len(clients)} of {n_clients} on port {port}: {exc!r}"})
         return
     ctl.send({"connected": len(clients)})
     ep = select.epoll()
@@ -262,20 +269,32 @@ def _server(urls: dict[str, str], rest_url: str | None, shm: str, env: dict[str,
     args += ["--binanceus-rest-url", rest_url] if rest_url else []
     for exchange, url in urls.items():
         args += [f"--{exchange}-ws-url", url]
+    log = tempfile.TemporaryFile()        # the server's stderr, for the error message
     proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=log)
+
+    def died() -> RuntimeError:
+        log.seek(0)
+        tail = log.read()[-2000:].decode(errors="replace")
+        return RuntimeError(f"server exited with {proc.returncode}:\n{tail}")
+
     try:
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}")
+                raise died()
             with contextlib.suppress(OSError):
                 socket.create_connection(("127.0.0.1", port), 0.2).close()
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError("server did not listen within 30 s")
             time.sleep(0.1)
-        yield port, psutil.Process(proc.pid)
+        try:
+            yield port, psutil.Process(proc.pid)
+        except Exception:
+            if proc.poll() is not None:
+                raise died() from None
+            raise
     finally:
         proc.terminate()
         try:
@@ -283,6 +302,7 @@ def _server(urls: dict[str, str], rest_url: str | None, shm: str, env: dict[str,
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
 
 
 def run(*, clients: int = 500, stalled: int = 10, workers: int = 2, seconds: float = 20.0,
