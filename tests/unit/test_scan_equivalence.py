@@ -8,7 +8,9 @@ the scanner really takes the canonical frames, so agreement is not agreement by 
 """
 from __future__ import annotations
 
+import dataclasses
 import random
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from alphapulse._book import Delta
 from alphapulse.capture import read_frames
+from alphapulse.events import BookUpdate
 from alphapulse.exchanges import binanceus as binance_module
 from alphapulse.exchanges import coinbase as coinbase_module
-from alphapulse.exchanges._scan import binance_depth_update, coinbase_l2_update
+from alphapulse.exchanges._scan import EventMaker, binance_depth_update, coinbase_l2_update
+from alphapulse.exchanges._scanned import MAKE_BOOK_UPDATE
 from alphapulse.exchanges.binanceus import BinanceUSParser
 from alphapulse.exchanges.coinbase import CoinbaseParser
 from alphapulse.exchanges.parser import FeedParser
@@ -225,15 +230,45 @@ def test_canonical_binance_updates_are_taken_by_the_scanner(fixtures_dir: Path) 
                               "b": [["1.00", "2"]], "a": []})
     assert parser.updates > before
     hit = binance_depth_update(canonical, parser._scan_natives, states, last_u, bridge, 10,
-                               lambda *a: a, 5)
-    assert hit is not None and hit[0][3].changes == [("bid", "1.00000000", "2.00000000")]
+                               MAKE_BOOK_UPDATE, 5)
+    assert hit is not None and hit[0].delta.changes == [("bid", "1.00000000", "2.00000000")]
 
 
 def test_scanners_refuse_what_they_do_not_recognise() -> None:
-    assert coinbase_l2_update(b'{"channel":"l2_data"}', 0, {}, {}, 10, print, 0) is None
-    assert coinbase_l2_update(b"", 0, {}, {}, 10, print, 0) is None
-    assert binance_depth_update(b'{"e":"depthUpdate"', {}, {}, {}, set(), 10, print, 0) is None
-    assert binance_depth_update(b"[]", {}, {}, {}, set(), 10, print, 0) is None
+    make = MAKE_BOOK_UPDATE
+    assert coinbase_l2_update(b'{"channel":"l2_data"}', 0, {}, {}, 10, make, 0) is None
+    assert coinbase_l2_update(b"", 0, {}, {}, 10, make, 0) is None
+    assert binance_depth_update(b'{"e":"depthUpdate"', {}, {}, {}, set(), 10, make, 0) is None
+    assert binance_depth_update(b"[]", {}, {}, {}, set(), 10, make, 0) is None
+
+
+def test_event_maker_builds_the_same_event_as_the_dataclass() -> None:
+    delta = Delta([("bid", "1.5", "2")], symbol="BTC-USD", price_precision=2)
+    native = "".join(["BTC", "-USD"])               # a fresh object: its count is ours
+    refs = sys.getrefcount(native)
+    event = MAKE_BOOK_UPDATE("coinbase", "BTC-USD", native, delta, 10**18, 7)
+    assert type(event) is BookUpdate and MAKE_BOOK_UPDATE.direct
+    assert event == BookUpdate("coinbase", "BTC-USD", native, delta, 10**18, 7)
+    grown = sys.getrefcount(native) - refs      # (pytest's rewriting keeps temporaries)
+    assert grown == 1
+    assert event.native_symbol is native
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.symbol = "X"                          # type: ignore[misc]
+    del event
+    assert sys.getrefcount(native) == refs
+
+    @dataclasses.dataclass
+    class Other:                                    # another layout: simply called
+        exchange: str
+        symbol: str
+        native_symbol: str
+        delta: Any
+        ts_event: int
+        ts_recv: int
+
+    other = EventMaker(Other)
+    assert not other.direct and other("a", "b", "c", None, 1, 2) == Other("a", "b", "c", None,
+                                                                          1, 2)
 
 
 # ---- equivalence -----------------------------------------------------------------------------

@@ -23,3 +23,9 @@ def binance_depth_update(frame: bytes, symbols: dict[bytes, tuple[OrderBook, str
                          ts_recv: int) -> tuple[Any, bool] | None:
     """A canonical ``depthUpdate`` (bare or combined-stream) continuing ``last_u[symbol]`` for
     a live book not bridging a snapshot, applied (``last_u`` advanced); else None."""
+
+def coinbase_l2_snapshot(frame: bytes, expected: int, max_levels: int
+                         ) -> tuple[str, int, list[tuple[str, str]], list[tuple[str, str]]] | None:
+    """A canonical one-product ``l2_data`` snapshot with ``sequence_num == expected``:
+    ``(product_id, ts_event, bids, asks)``, levels as ``(price, size)`` text in frame order;
+    else None.  Nothing is applied: the caller hands the levels to ``OrderBook.snapshot``."""

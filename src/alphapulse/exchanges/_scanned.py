@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..events import BookUpdate
+from ._scan import EventMaker
 from .parser import _FRAME_ERRORS, FeedParser
 
-__all__ = ["deliver"]
+__all__ = ["MAKE_BOOK_UPDATE", "deliver"]
+
+# The scanners' BookUpdate constructor: slots written from C (a fifth of the dataclass cost).
+MAKE_BOOK_UPDATE = EventMaker(BookUpdate)
 
 
 def deliver(parser: FeedParser, hit: tuple[Any, bool], channel: str, ts_recv: int) -> None:

@@ -35,7 +35,7 @@ from ..errors import BookError, ProtocolError
 from ..events import Event
 from ..symbols import from_native, instrument, stream_name
 from ._http import WeightLimiter, http_get
-from ._scanned import deliver
+from ._scanned import MAKE_BOOK_UPDATE, deliver
 from .base import LIVE, RESYNCING, FeedParser, MarketDataCollector, make_book_update
 from .parser import HOTPATH_MISSING
 
@@ -136,7 +136,7 @@ class BinanceUSParser(FeedParser):
             if ts_recv is None:
                 ts_recv = time.time_ns()
             hit = _scan_depth(frame, self._scan_natives, self._states, self._last_u,
-                              self._bridge, self.max_levels, make_book_update, ts_recv)
+                              self._bridge, self.max_levels, MAKE_BOOK_UPDATE, ts_recv)
             if hit is not None:
                 deliver(self, hit, "depth", ts_recv)
                 return

@@ -35,7 +35,7 @@ from ..errors import ProtocolError
 from ..events import Event
 from ..symbols import from_native, instrument
 from ._coinbase_exchange import ExchangeFeedMixin, _check_decimal, iso_ns
-from ._scanned import deliver
+from ._scanned import MAKE_BOOK_UPDATE, deliver
 from .base import _FRAME_ERRORS, LIVE, RESYNCING, FeedParser, MarketDataCollector, \
     make_book_update
 from .parser import HOTPATH_MISSING
@@ -108,7 +108,7 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
             if ts_recv is None:
                 ts_recv = time.time_ns()
             hit = _scan_l2(frame, expected, self._scan_products, self._states, self.max_levels,
-                           make_book_update, ts_recv)
+                           MAKE_BOOK_UPDATE, ts_recv)
             if hit is not None:
                 self._expected = expected + 1
                 self.protocol = "advanced_trade"
