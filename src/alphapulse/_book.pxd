@@ -23,6 +23,19 @@ cdef extern from "_crc32.h" nogil:
     uint32_t ap_crc32(const char *data, size_t n)
 
 
+cdef extern from "_checksum.h" nogil:
+    enum:
+        AP_CK_LEVELS
+    ctypedef struct ap_ck_side:
+        int n
+    ctypedef struct ap_ck:
+        ap_ck_side side[2]
+    void ap_ck_init()
+    void ap_ck_reset(ap_ck *ck)
+    uint32_t ap_ck_checksum(ap_ck *ck, const int64_t *bk, const int64_t *bz, int nb,
+                            const int64_t *ak, const int64_t *az, int na)
+
+
 cdef extern from "_levels.h" nogil:
     ctypedef struct ap_chunk:
         int64_t keys[1]
@@ -96,10 +109,14 @@ cdef class OrderBook:
     # Reused parse buffer for batches (grows, never shrinks below what a batch needed).
     cdef ap_change *scratch
     cdef Py_ssize_t scratch_cap
+    # Memo of the last Kraken checksum's top 10 levels, text and CRC states (_checksum.h).
+    cdef ap_ck ck
 
     cdef int _reserve_scratch(self, Py_ssize_t n) except -1
     cdef void _trim_scratch(self) noexcept
     cdef Py_ssize_t _parse_changes(self, object changes) except -1
     cdef Delta _apply_parsed(self, Py_ssize_t count, bint want_delta)
+    cdef Delta _apply_scratch(self, Py_ssize_t count)
+    cdef uint32_t _checksum10(self) noexcept
     cdef Delta _new_delta(self, Py_ssize_t capacity, bint snapshot)
     cdef int _replace(self, ap_change *levels, Py_ssize_t n_bids, Py_ssize_t n_asks) except -1

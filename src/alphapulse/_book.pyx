@@ -21,6 +21,7 @@ from alphapulse.errors import BookError, SequenceError
 
 cnp.import_array()
 ap_crc32_init()
+ap_ck_init()
 
 
 cdef extern from "Python.h":
@@ -69,6 +70,7 @@ cdef class OrderBook:
         memset(self.side, 0, sizeof(self.side))
         self.scratch = NULL
         self.scratch_cap = 0
+        ap_ck_reset(&self.ck)
         self.sequence = 0
         self.exchange = ""
         self.symbol = ""
@@ -277,10 +279,14 @@ cdef class OrderBook:
         """Apply a batch of ``(side, price, size)`` changes, all or nothing, as one sequence
         step; then truncate to ``depth``.  Returns the effective changes, including levels
         dropped by truncation (size ``"0"``)."""
-        cdef Py_ssize_t n = self._parse_changes(changes)
+        return self._apply_scratch(self._parse_changes(changes))
+
+    cdef Delta _apply_scratch(self, Py_ssize_t count):
+        """``apply`` of scratch[0:count], already validated (compiled feed scanners fill the
+        scratch themselves through ``_reserve_scratch`` and call this)."""
         self.sequence += 1
         try:
-            return self._apply_parsed(n, True)
+            return self._apply_parsed(count, True)
         except BaseException:
             self.sequence -= 1
             raise
@@ -530,7 +536,11 @@ cdef class OrderBook:
     def checksum(self, Py_ssize_t levels=10):
         """Kraken's book CRC32 (WebSocket v2 rule) over the top ``levels`` (10) per side: asks
         ascending then bids descending, each price and size printed at the book's precision with
-        the '.' and leading zeros removed, concatenated.  Two copies of a book agree on it."""
+        the '.' and leading zeros removed, concatenated.  Two copies of a book agree on it.
+
+        The default (10 levels) goes through a per-book memo of the last top levels, their
+        text and per-side CRCs (``_checksum.h``): a message that changed one level formats one
+        level and CRCs one side again; other ``levels`` are computed from scratch."""
         cdef char stackbuf[1024]
         cdef int64_t stacklv[48]
         cdef char *buf = stackbuf
@@ -538,6 +548,8 @@ cdef class OrderBook:
         cdef size_t length = 0
         cdef Py_ssize_t i, m, s
         cdef uint32_t crc
+        if levels == AP_CK_LEVELS:
+            return self._checksum10()
         if levels < 0:
             raise BookError("levels must be >= 0", "levels")
         if levels > 12:
@@ -557,6 +569,16 @@ cdef class OrderBook:
             free(buf)
             free(lv)
         return crc
+
+    cdef uint32_t _checksum10(self) noexcept:
+        """The top-10 checksum through the per-book memo (``_checksum.h``): only the levels
+        that changed since the last call are formatted and CRC'd again."""
+        cdef int64_t lv[4 * AP_CK_LEVELS]
+        cdef Py_ssize_t nb = ap_side_top(&self.side[0], AP_CK_LEVELS, lv, lv + AP_CK_LEVELS)
+        cdef Py_ssize_t na = ap_side_top(&self.side[1], AP_CK_LEVELS, lv + 2 * AP_CK_LEVELS,
+                                         lv + 3 * AP_CK_LEVELS)
+        return ap_ck_checksum(&self.ck, lv, lv + AP_CK_LEVELS, <int>nb,
+                              lv + 2 * AP_CK_LEVELS, lv + 3 * AP_CK_LEVELS, <int>na)
 
     # --- copies and comparison ------------------------------------------------------------
 

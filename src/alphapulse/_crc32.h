@@ -11,7 +11,7 @@
 
 static uint32_t ap_crc32_table[8][256];
 
-static void ap_crc32_init(void)
+static inline void ap_crc32_init(void)
 {
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
@@ -27,9 +27,10 @@ static void ap_crc32_init(void)
     }
 }
 
-static inline uint32_t ap_crc32(const char *data, size_t n)
+/* Advance a raw CRC register (no pre/post inversion) over data[0:n]: the building block of
+ * the incremental book checksum (_checksum.h), which keeps registers at level boundaries. */
+static inline uint32_t ap_crc32_update(uint32_t c, const char *data, size_t n)
 {
-    uint32_t c = 0xFFFFFFFFu;
     const unsigned char *p = (const unsigned char *)data;
     while (n >= 8) {
         uint32_t lo, hi;
@@ -47,8 +48,25 @@ static inline uint32_t ap_crc32(const char *data, size_t n)
         p += 8;
         n -= 8;
     }
+    if (n >= 4) {            /* the checksum CRCs one ~15-byte level at a time: halve the tail */
+        uint32_t w;
+        memcpy(&w, p, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        w = __builtin_bswap32(w);
+#endif
+        w ^= c;
+        c = ap_crc32_table[3][w & 0xFF] ^ ap_crc32_table[2][(w >> 8) & 0xFF]
+            ^ ap_crc32_table[1][(w >> 16) & 0xFF] ^ ap_crc32_table[0][w >> 24];
+        p += 4;
+        n -= 4;
+    }
     while (n--) c = ap_crc32_table[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
+    return c;
+}
+
+static inline uint32_t ap_crc32(const char *data, size_t n)
+{
+    return ap_crc32_update(0xFFFFFFFFu, data, n) ^ 0xFFFFFFFFu;
 }
 
 #endif

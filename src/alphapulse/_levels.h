@@ -40,7 +40,7 @@ typedef struct ap_chunk {
 static ap_chunk *ap_pool_head = NULL;
 static Py_ssize_t ap_pool_count = 0;
 
-static ap_chunk *ap_pool_take(void)
+static inline ap_chunk *ap_pool_take(void)
 {
     if (ap_pool_head) {
         ap_chunk *c = ap_pool_head;
@@ -51,7 +51,7 @@ static ap_chunk *ap_pool_take(void)
     return (ap_chunk *)malloc(sizeof(ap_chunk));
 }
 
-static void ap_pool_give(ap_chunk *c)
+static inline void ap_pool_give(ap_chunk *c)
 {
     if (ap_pool_count < AP_POOL_KEEP) {
         c->next_free = ap_pool_head;
@@ -62,7 +62,7 @@ static void ap_pool_give(ap_chunk *c)
     }
 }
 
-static int ap_pool_reserve(Py_ssize_t n)
+static inline int ap_pool_reserve(Py_ssize_t n)
 {
     while (ap_pool_count < n) {
         ap_chunk *c = (ap_chunk *)malloc(sizeof(ap_chunk));
@@ -74,7 +74,7 @@ static int ap_pool_reserve(Py_ssize_t n)
     return 0;
 }
 
-static void ap_pool_trim(void)
+static inline void ap_pool_trim(void)
 {
     while (ap_pool_count > AP_POOL_KEEP) {
         ap_chunk *c = ap_pool_head;
@@ -94,7 +94,7 @@ typedef struct {
 
 static inline Py_ssize_t ap_side_count(const ap_side *s) { return s->count; }
 
-static void ap_side_free(ap_side *s)
+static inline void ap_side_free(ap_side *s)
 {
     for (Py_ssize_t c = 0; c < s->nch; c++) ap_pool_give(s->ch[c]);
     free(s->ch);
@@ -103,7 +103,7 @@ static void ap_side_free(ap_side *s)
     memset(s, 0, sizeof(*s));
 }
 
-static int ap_side_grow_index(ap_side *s, Py_ssize_t need)
+static inline int ap_side_grow_index(ap_side *s, Py_ssize_t need)
 {
     if (s->cap >= need) return 0;
     Py_ssize_t cap = s->cap ? s->cap : 4;
@@ -124,7 +124,7 @@ static int ap_side_grow_index(ap_side *s, Py_ssize_t need)
 /* Guarantee that `extra` more inserts need no allocation.  Every split needs one chunk and
  * one index slot; a split leaves AP_CHUNK/2 free slots, so `extra` inserts split at most
  * nch + extra / (AP_CHUNK/2) + 1 times (and never more than `extra` times). */
-static int ap_side_reserve(ap_side *s, Py_ssize_t extra)
+static inline int ap_side_reserve(ap_side *s, Py_ssize_t extra)
 {
     Py_ssize_t splits = s->nch + extra / (AP_CHUNK / 2) + 1;
     if (splits > extra + 1) splits = extra + 1;
@@ -169,7 +169,7 @@ static inline Py_ssize_t ap_side_chunk_for(const ap_side *s, int64_t key)
     return ap_chunk_lower_bound(s->maxkey, last, key);
 }
 
-static void ap_side_remove_chunk(ap_side *s, Py_ssize_t c)
+static inline void ap_side_remove_chunk(ap_side *s, Py_ssize_t c)
 {
     ap_pool_give(s->ch[c]);
     Py_ssize_t tail = s->nch - c - 1;
@@ -180,7 +180,7 @@ static void ap_side_remove_chunk(ap_side *s, Py_ssize_t c)
 }
 
 /* Insert a fresh chunk at index c (index capacity and a chunk must be available). */
-static ap_chunk *ap_side_insert_chunk(ap_side *s, Py_ssize_t c)
+static inline ap_chunk *ap_side_insert_chunk(ap_side *s, Py_ssize_t c)
 {
     if (ap_side_grow_index(s, s->nch + 1) < 0) return NULL;
     ap_chunk *k = ap_pool_take();
@@ -197,7 +197,7 @@ static ap_chunk *ap_side_insert_chunk(ap_side *s, Py_ssize_t c)
 
 /* Set the level at key to size (0 deletes).  Returns 0 when nothing changed, 1 when the book
  * changed, -1 when an insert could not allocate (side untouched). */
-static int ap_side_set(ap_side *s, int64_t key, int64_t size)
+static inline int ap_side_set(ap_side *s, int64_t key, int64_t size)
 {
     if (s->nch == 0) {
         if (size == 0) return 0;
@@ -292,7 +292,7 @@ static inline int ap_side_best(const ap_side *s, int64_t *key, int64_t *size)
 
 /* Copy the best n levels (all when n < 0 or n > count), best first, into keys/sizes
  * (either may be NULL).  Returns how many were copied. */
-static Py_ssize_t ap_side_top(const ap_side *s, Py_ssize_t n, int64_t *keys, int64_t *sizes)
+static inline Py_ssize_t ap_side_top(const ap_side *s, Py_ssize_t n, int64_t *keys, int64_t *sizes)
 {
     if (n < 0 || n > s->count) n = s->count;
     Py_ssize_t j = 0;
@@ -308,7 +308,7 @@ static Py_ssize_t ap_side_top(const ap_side *s, Py_ssize_t n, int64_t *keys, int
 
 /* Replace the side's levels with keys/sizes (ascending keys, sizes > 0), chunks 3/4 full.
  * Returns -1 on allocation failure with the side untouched. */
-static int ap_side_assign(ap_side *s, const int64_t *keys, const int64_t *sizes, Py_ssize_t n)
+static inline int ap_side_assign(ap_side *s, const int64_t *keys, const int64_t *sizes, Py_ssize_t n)
 {
     ap_side fresh;
     memset(&fresh, 0, sizeof(fresh));
@@ -340,7 +340,7 @@ static int ap_side_assign(ap_side *s, const int64_t *keys, const int64_t *sizes,
 
 /* Keep the best `depth` levels (depth 0 = unlimited); returns how many were dropped and, when
  * `dropped` is not NULL, writes their keys there, worst first. */
-static Py_ssize_t ap_side_truncate(ap_side *s, Py_ssize_t depth, int64_t *dropped)
+static inline Py_ssize_t ap_side_truncate(ap_side *s, Py_ssize_t depth, int64_t *dropped)
 {
     if (depth <= 0 || s->count <= depth) return 0;
     Py_ssize_t excess = s->count - depth, done = 0;

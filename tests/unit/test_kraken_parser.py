@@ -25,8 +25,8 @@ def fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
         if SCANNER is None:
             pytest.skip("alphapulse.exchanges._hotpath is not built")
     else:
-        monkeypatch.setattr(kraken_module, "_scan", None)
-        monkeypatch.setattr(kraken_module, "_scan_v1", None)
+        monkeypatch.setattr(kraken_module, "_apply_v2", None)
+        monkeypatch.setattr(kraken_module, "_apply_v1", None)
     return request.param
 
 

@@ -15,7 +15,58 @@ Every number must match JSON's number grammar; its value is checked later by the
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_Append
+from libc.stdint cimport int64_t
+from libc.stdlib cimport realloc
 from libc.string cimport memcmp
+
+from alphapulse._book cimport (AP_DEC_OK, Delta, OrderBook, ap_change, ap_parse_decimal,
+                               ap_side_best)
+
+
+# Where a scanner found one level's number texts: offsets into the frame.  The scanners fill
+# one module-wide buffer (the GIL serialises them and nothing else runs between a scan and
+# its use), so a frame costs no allocation unless it has more levels than any before it.
+ctypedef struct _span:
+    Py_ssize_t price, price_len, size, size_len
+    int side
+
+cdef _span *_spans = NULL
+cdef Py_ssize_t _spans_cap = 0
+cdef Py_ssize_t _n_spans = 0
+
+
+cdef int _push(int side, Py_ssize_t price, Py_ssize_t price_len, Py_ssize_t size,
+               Py_ssize_t size_len) except -1:
+    global _spans, _spans_cap, _n_spans
+    cdef _span *grown
+    cdef Py_ssize_t cap
+    if _n_spans == _spans_cap:
+        cap = 2 * _spans_cap if _spans_cap else 64
+        grown = <_span *>realloc(_spans, <size_t>cap * sizeof(_span))
+        if grown == NULL:
+            raise MemoryError()
+        _spans = grown
+        _spans_cap = cap
+    _spans[_n_spans].side = side
+    _spans[_n_spans].price = price
+    _spans[_n_spans].price_len = price_len
+    _spans[_n_spans].size = size
+    _spans[_n_spans].size_len = size_len
+    _n_spans += 1
+    return 0
+
+
+cdef list _changes(const char *p):
+    """The scanned levels as ``(side, price bytes, size bytes)`` tuples."""
+    cdef list out = []
+    cdef Py_ssize_t i
+    cdef _span *sp
+    for i in range(_n_spans):
+        sp = &_spans[i]
+        PyList_Append(out, (S_BID if sp.side == 0 else S_ASK,
+                            PyBytes_FromStringAndSize(p + sp.price, sp.price_len),
+                            PyBytes_FromStringAndSize(p + sp.size, sp.size_len)))
+    return out
 
 cdef bytes PREFIX = b'{"channel":"book","type":"update","data":[{"symbol":"'
 cdef str S_BID = "bid"
@@ -56,8 +107,7 @@ cdef inline Py_ssize_t _number(const char *p, Py_ssize_t pos, Py_ssize_t end) no
     return i
 
 
-cdef Py_ssize_t _levels(const char *p, Py_ssize_t pos, Py_ssize_t end, str side,
-                        list out) except -2:
+cdef Py_ssize_t _levels(const char *p, Py_ssize_t pos, Py_ssize_t end, int side) except -2:
     """Parse ``{"price":N,"qty":N},...]`` from pos (just after '['); returns the index after
     ']' or -1 when the text is not in the canonical shape."""
     cdef Py_ssize_t a, b
@@ -73,8 +123,7 @@ cdef Py_ssize_t _levels(const char *p, Py_ssize_t pos, Py_ssize_t end, str side,
         b = _number(p, a + 7, end)
         if b < 0 or b >= end or p[b] != 125:
             return -1
-        PyList_Append(out, (side, PyBytes_FromStringAndSize(p + pos, a - pos),
-                            PyBytes_FromStringAndSize(p + a + 7, b - a - 7)))
+        _push(side, pos, a - pos, a + 7, b - a - 7)
         pos = b + 1
         if pos < end and p[pos] == 44:
             pos += 1
@@ -133,6 +182,48 @@ def rfc3339_ns(bytes text not None):
     return _rfc3339_ns(PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text))
 
 
+cdef Py_ssize_t _scan_v2(const char *p, Py_ssize_t end, Py_ssize_t *symbol_len,
+                         unsigned long long *crc_out, long long *ts_out) except -2:
+    """Scan a canonical v2 book update into the span buffer.  Returns the symbol's offset
+    (its length in *symbol_len), or -1 when the frame is not exactly that shape."""
+    global _n_spans
+    cdef Py_ssize_t n = len(PREFIX), pos, s0, t0, sym
+    cdef unsigned long long crc = 0
+    _n_spans = 0
+    if end < n or memcmp(p, PyBytes_AS_STRING(PREFIX), <size_t>n) != 0:
+        return -1
+    pos = sym = n
+    while pos < end and p[pos] != 34 and p[pos] != 92:
+        pos += 1
+    if pos == sym or not _lit(p, pos, end, b'","bids":[', 10):
+        return -1
+    symbol_len[0] = pos - sym
+    pos = _levels(p, pos + 10, end, 0)
+    if pos < 0 or not _lit(p, pos, end, b',"asks":[', 9):
+        return -1
+    pos = _levels(p, pos + 9, end, 1)
+    if pos < 0 or not _lit(p, pos, end, b',"checksum":', 12):
+        return -1
+    pos += 12
+    s0 = pos
+    while pos < end and 48 <= p[pos] <= 57 and pos - s0 < 11:
+        crc = crc * 10 + <unsigned long long>(p[pos] - 48)
+        pos += 1
+    if pos == s0 or not _lit(p, pos, end, b',"timestamp":"', 14):
+        return -1
+    pos += 14
+    t0 = pos
+    while pos < end and p[pos] != 34 and p[pos] != 92:
+        pos += 1
+    if pos == t0 or pos + 4 != end or not _lit(p, pos, end, b'"}]}', 4):
+        return -1
+    ts_out[0] = _rfc3339_ns(p + t0, pos - t0)
+    if ts_out[0] < 0:
+        return -1
+    crc_out[0] = crc
+    return sym
+
+
 def scan_book_update(bytes frame not None):
     """``(symbol, changes, checksum, ts_event)`` for a canonical v2 book update, else None.
 
@@ -140,43 +231,44 @@ def scan_book_update(bytes frame not None):
     ``"bid"``/``"ask"`` and the number texts as bytes; ``checksum`` an int; ``ts_event`` the
     timestamp in ns (the frame is refused unless it is ``YYYY-MM-DDTHH:MM:SS[.f]Z``).
     """
-    cdef long long ts
     cdef const char *p = PyBytes_AS_STRING(frame)
-    cdef Py_ssize_t end = PyBytes_GET_SIZE(frame)
-    cdef Py_ssize_t n = len(PREFIX), pos, s0, t0
+    cdef Py_ssize_t symbol_len = 0
     cdef unsigned long long crc = 0
-    cdef list changes = []
+    cdef long long ts = 0
+    cdef Py_ssize_t sym = _scan_v2(p, PyBytes_GET_SIZE(frame), &symbol_len, &crc, &ts)
+    if sym < 0:
+        return None
+    return PyBytes_FromStringAndSize(p + sym, symbol_len), _changes(p), crc, ts
+
+
+def book_update_symbol(bytes frame not None):
+    """The symbol (bytes) of a frame that starts like a canonical v2 book update, else None:
+    the parser's dispatch key, cheaper than ``startswith`` + ``find`` on the bytes."""
+    cdef const char *p = PyBytes_AS_STRING(frame)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(frame), n = len(PREFIX), pos
     if end < n or memcmp(p, PyBytes_AS_STRING(PREFIX), <size_t>n) != 0:
         return None
-    pos = s0 = n
-    while pos < end and p[pos] != 34 and p[pos] != 92:
+    pos = n
+    while pos < end and p[pos] != 34:
         pos += 1
-    if pos == s0 or not _lit(p, pos, end, b'","bids":[', 10):
+    if pos >= end:
         return None
-    symbol = PyBytes_FromStringAndSize(p + s0, pos - s0)
-    pos = _levels(p, pos + 10, end, S_BID, changes)
-    if pos < 0 or not _lit(p, pos, end, b',"asks":[', 9):
+    return PyBytes_FromStringAndSize(p + n, pos - n)
+
+
+def v1_book_pair(bytes frame not None):
+    """The pair (bytes) of a frame shaped like a v1 data array (``[...,"PAIR"]``), else None:
+    the parser's dispatch key for v1 book updates."""
+    cdef const char *p = PyBytes_AS_STRING(frame)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(frame), pos
+    if end < 4 or p[0] != 91 or p[end - 1] != 93 or p[end - 2] != 34:
         return None
-    pos = _levels(p, pos + 9, end, S_ASK, changes)
-    if pos < 0 or not _lit(p, pos, end, b',"checksum":', 12):
+    pos = end - 3
+    while pos > 0 and p[pos] != 34:
+        pos -= 1
+    if pos <= 0:
         return None
-    pos += 12
-    s0 = pos
-    while pos < end and 48 <= p[pos] <= 57 and pos - s0 < 11:
-        crc = crc * 10 + <unsigned long long>(p[pos] - 48)
-        pos += 1
-    if pos == s0 or not _lit(p, pos, end, b',"timestamp":"', 14):
-        return None
-    pos += 14
-    t0 = pos
-    while pos < end and p[pos] != 34 and p[pos] != 92:
-        pos += 1
-    if pos == t0 or pos + 4 != end or not _lit(p, pos, end, b'"}]}', 4):
-        return None
-    ts = _rfc3339_ns(p + t0, pos - t0)
-    if ts < 0:
-        return None
-    return symbol, changes, crc, ts
+    return PyBytes_FromStringAndSize(p + pos + 1, end - pos - 3)
 
 
 cdef inline Py_ssize_t _plain_string(const char *p, Py_ssize_t pos, Py_ssize_t end) noexcept:
@@ -218,6 +310,112 @@ cdef long long _epoch_ns(const char *p, Py_ssize_t n) noexcept:
     return sec * 1000000000 + frac
 
 
+cdef Py_ssize_t _scan_v1(const char *p, Py_ssize_t end, Py_ssize_t *pair_len,
+                         Py_ssize_t *name_at, Py_ssize_t *name_len, long long *crc_out,
+                         long long *ts_out) except -2:
+    """Scan a v1 book update into the span buffer.  Returns the pair's offset (its length in
+    *pair_len, the channel name's offset and length in *name_at/*name_len) or -1 when the
+    frame is not exactly that shape."""
+    global _n_spans
+    cdef Py_ssize_t pos = 0, a, b, c, d
+    cdef int side
+    cdef long long ts = -1, t
+    cdef long long crc = -1
+    _n_spans = 0
+    if end < 10 or p[0] != 91:
+        return -1
+    pos = 1
+    while pos < end and 48 <= p[pos] <= 57:
+        pos += 1
+    if pos == 1 or pos >= end or p[pos] != 44:
+        return -1
+    pos += 1
+    while pos < end and p[pos] == 123:                # one payload object per iteration
+        pos += 1
+        while True:
+            if _lit(p, pos, end, b'"a":[', 5):
+                side = 1
+            elif _lit(p, pos, end, b'"b":[', 5):
+                side = 0
+            elif _lit(p, pos, end, b'"c":"', 5):
+                a = pos + 4
+                b = _plain_string(p, a, end)
+                if b < 0 or b - a - 1 < 1 or b - a - 1 > 10:
+                    return -1
+                crc = 0
+                for c in range(a + 1, b):
+                    if not (48 <= p[c] <= 57):
+                        return -1
+                    crc = crc * 10 + (p[c] - 48)
+                pos = b + 1
+                side = -1
+            else:
+                return -1
+            if side >= 0:
+                pos += 5
+                if pos < end and p[pos] == 93:
+                    pos += 1
+                else:
+                    while True:                       # [ "p","v","t"(,"r") ]
+                        if pos >= end or p[pos] != 91:
+                            return -1
+                        a = pos + 1
+                        b = _plain_string(p, a, end)
+                        if b < 0 or _number(p, a + 1, b) != b or b + 1 >= end or p[b + 1] != 44:
+                            return -1
+                        c = _plain_string(p, b + 2, end)
+                        if c < 0 or _number(p, b + 3, c) != c or c + 1 >= end or p[c + 1] != 44:
+                            return -1
+                        d = _plain_string(p, c + 2, end)
+                        if d < 0:
+                            return -1
+                        t = _epoch_ns(p + c + 3, d - c - 3)
+                        if t < 0:
+                            return -1
+                        if t > ts:
+                            ts = t
+                        _push(side, a + 1, b - a - 1, b + 3, c - b - 3)
+                        pos = d + 1
+                        if _lit(p, pos, end, b',"r"', 4):     # republished level flag
+                            pos += 4
+                        if pos >= end or p[pos] != 93:
+                            return -1
+                        pos += 1
+                        if pos < end and p[pos] == 44:
+                            pos += 1
+                            continue
+                        if pos < end and p[pos] == 93:
+                            pos += 1
+                            break
+                        return -1
+            if pos < end and p[pos] == 44:
+                pos += 1
+                continue
+            if pos < end and p[pos] == 125:
+                pos += 1
+                break
+            return -1
+        if pos < end and p[pos] == 44:
+            pos += 1
+        else:
+            return -1
+    if crc < 0 or _n_spans == 0:
+        return -1
+    a = pos                                           # "book-N","PAIR"]
+    b = _plain_string(p, a, end)
+    if b < 0 or not _lit(p, a, end, b'"book-', 6) or b + 1 >= end or p[b + 1] != 44:
+        return -1
+    c = _plain_string(p, b + 2, end)
+    if c < 0 or c + 2 != end or p[c + 1] != 93:
+        return -1
+    name_at[0] = a + 1
+    name_len[0] = b - a - 1
+    pair_len[0] = c - b - 3
+    crc_out[0] = crc
+    ts_out[0] = ts
+    return b + 3
+
+
 def scan_v1_book_update(bytes frame not None):
     """``(pair, channel_name, changes, checksum, ts_event)`` for a v1 book update, else None.
 
@@ -227,104 +425,18 @@ def scan_v1_book_update(bytes frame not None):
     (``"as"``/``"bs"``) and anything unusual return None.
     """
     cdef const char *p = PyBytes_AS_STRING(frame)
-    cdef Py_ssize_t end = PyBytes_GET_SIZE(frame), pos = 0, a, b, c, d
-    cdef list changes = []
-    cdef object side
-    cdef long long ts = -1, t
-    cdef long long crc = -1
-    cdef int field
-    if end < 10 or p[0] != 91:
+    cdef Py_ssize_t pair_len = 0, name_at = 0, name_len = 0
+    cdef long long crc = 0, ts = 0
+    cdef Py_ssize_t pair = _scan_v1(p, PyBytes_GET_SIZE(frame), &pair_len, &name_at,
+                                    &name_len, &crc, &ts)
+    if pair < 0:
         return None
-    pos = 1
-    while pos < end and 48 <= p[pos] <= 57:
-        pos += 1
-    if pos == 1 or pos >= end or p[pos] != 44:
-        return None
-    pos += 1
-    while pos < end and p[pos] == 123:                # one payload object per iteration
-        pos += 1
-        while True:
-            if _lit(p, pos, end, b'"a":[', 5):
-                side = S_ASK
-            elif _lit(p, pos, end, b'"b":[', 5):
-                side = S_BID
-            elif _lit(p, pos, end, b'"c":"', 5):
-                a = pos + 4
-                b = _plain_string(p, a, end)
-                if b < 0 or b - a - 1 < 1 or b - a - 1 > 10:
-                    return None
-                crc = 0
-                for c in range(a + 1, b):
-                    if not (48 <= p[c] <= 57):
-                        return None
-                    crc = crc * 10 + (p[c] - 48)
-                pos = b + 1
-                side = None
-            else:
-                return None
-            if side is not None:
-                pos += 5
-                if pos < end and p[pos] == 93:
-                    pos += 1
-                else:
-                    while True:                       # [ "p","v","t"(,"r") ]
-                        if pos >= end or p[pos] != 91:
-                            return None
-                        a = pos + 1
-                        b = _plain_string(p, a, end)
-                        if b < 0 or _number(p, a + 1, b) != b or b + 1 >= end or p[b + 1] != 44:
-                            return None
-                        c = _plain_string(p, b + 2, end)
-                        if c < 0 or _number(p, b + 3, c) != c or c + 1 >= end or p[c + 1] != 44:
-                            return None
-                        d = _plain_string(p, c + 2, end)
-                        if d < 0:
-                            return None
-                        t = _epoch_ns(p + c + 3, d - c - 3)
-                        if t < 0:
-                            return None
-                        if t > ts:
-                            ts = t
-                        PyList_Append(changes, (side, PyBytes_FromStringAndSize(p + a + 1, b - a - 1),
-                                                PyBytes_FromStringAndSize(p + b + 3, c - b - 3)))
-                        pos = d + 1
-                        if _lit(p, pos, end, b',"r"', 4):     # republished level flag
-                            pos += 4
-                        if pos >= end or p[pos] != 93:
-                            return None
-                        pos += 1
-                        if pos < end and p[pos] == 44:
-                            pos += 1
-                            continue
-                        if pos < end and p[pos] == 93:
-                            pos += 1
-                            break
-                        return None
-            if pos < end and p[pos] == 44:
-                pos += 1
-                continue
-            if pos < end and p[pos] == 125:
-                pos += 1
-                break
-            return None
-        if pos < end and p[pos] == 44:
-            pos += 1
-        else:
-            return None
-    if crc < 0 or not changes:
-        return None
-    a = pos                                           # "book-N","PAIR"]
-    b = _plain_string(p, a, end)
-    if b < 0 or not _lit(p, a, end, b'"book-', 6) or b + 1 >= end or p[b + 1] != 44:
-        return None
-    c = _plain_string(p, b + 2, end)
-    if c < 0 or c + 2 != end or p[c + 1] != 93:
-        return None
-    return (PyBytes_FromStringAndSize(p + b + 3, c - b - 3).decode(),
-            PyBytes_FromStringAndSize(p + a + 1, b - a - 1).decode(), changes, crc, ts)
+    return (PyBytes_FromStringAndSize(p + pair, pair_len).decode(),
+            PyBytes_FromStringAndSize(p + name_at, name_len).decode(), _changes(p), crc, ts)
 
 
-from cpython.object cimport PyObject_GenericSetAttr
+from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
 
 cdef str A_EXCHANGE = "exchange", A_SYMBOL = "symbol", A_NATIVE = "native_symbol"
 cdef str A_DELTA = "delta", A_TS_EVENT = "ts_event", A_TS_RECV = "ts_recv"
@@ -334,6 +446,74 @@ def new_book_event(type cls, exchange, symbol, native_symbol, delta, ts_event, t
     """``cls(exchange, symbol, native_symbol, delta, ts_event, ts_recv)`` for the frozen,
     slotted BookUpdate/BookSnapshot dataclasses, set slot by slot from C (the dataclass
     ``__init__`` costs six Python-level ``object.__setattr__`` calls per event)."""
+    return _new_event(cls, exchange, symbol, native_symbol, delta, ts_event, ts_recv)
+
+
+cdef extern from "structmember.h":
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+        int flags
+    enum:
+        T_OBJECT_EX
+        READONLY
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+    PyTypeObject PyMemberDescr_Type
+
+cdef extern from *:
+    """
+    static inline PyObject *ap_type_alloc(PyTypeObject *t) { return t->tp_alloc(t, 0); }
+    """
+    PyObject *ap_type_alloc(PyTypeObject *t)
+
+cdef tuple _EVENT_FIELDS = (A_EXCHANGE, A_SYMBOL, A_NATIVE, A_DELTA, A_TS_EVENT, A_TS_RECV)
+cdef object _event_cls = None          # the class _event_off describes
+cdef Py_ssize_t _event_off[6]
+
+
+cdef bint _event_layout(type cls) except -1:
+    """Record where ``cls`` keeps its six fields, if they are plain writable object slots
+    (what ``@dataclass(slots=True)`` makes); False for any other layout."""
+    global _event_cls
+    cdef PyMemberDef *m
+    cdef Py_ssize_t i
+    for i in range(6):
+        d = cls.__dict__.get(_EVENT_FIELDS[i])
+        if d is None or type(d) is not <type>&PyMemberDescr_Type:
+            return False
+        m = (<PyMemberDescrObject *>d).d_member
+        if m.type != T_OBJECT_EX or m.flags & READONLY:
+            return False
+        _event_off[i] = m.offset
+    _event_cls = cls
+    return True
+
+
+cdef inline void _put(PyObject *o, Py_ssize_t offset, object value) noexcept:
+    Py_INCREF(value)
+    (<PyObject **>(<char *>o + offset))[0] = <PyObject *>value
+
+
+cdef object _new_event(type cls, exchange, symbol, native_symbol, delta, ts_event, ts_recv):
+    # Straight into the slots of a fresh instance (what object.__new__ plus the member
+    # descriptors' __set__ do, without six attribute lookups); generic setattr otherwise.
+    cdef PyObject *o
+    if cls is _event_cls or _event_layout(cls):
+        o = ap_type_alloc(<PyTypeObject *>cls)
+        if o == NULL:
+            raise MemoryError()
+        _put(o, _event_off[0], exchange)
+        _put(o, _event_off[1], symbol)
+        _put(o, _event_off[2], native_symbol)
+        _put(o, _event_off[3], delta)
+        _put(o, _event_off[4], ts_event)
+        _put(o, _event_off[5], ts_recv)
+        obj = <object>o
+        Py_DECREF(obj)                 # <object> took a second reference to the new one
+        return obj
     obj = cls.__new__(cls)
     PyObject_GenericSetAttr(obj, A_EXCHANGE, exchange)
     PyObject_GenericSetAttr(obj, A_SYMBOL, symbol)
@@ -342,3 +522,72 @@ def new_book_event(type cls, exchange, symbol, native_symbol, delta, ts_event, t
     PyObject_GenericSetAttr(obj, A_TS_EVENT, ts_event)
     PyObject_GenericSetAttr(obj, A_TS_RECV, ts_recv)
     return obj
+
+
+# ---- scan + apply + verify in one call ------------------------------------------------------
+# The collector's hottest step, fused: the scanned number texts are parsed straight into the
+# book's scratch buffer (no per-level bytes or tuples), applied as one batch, the checksum is
+# taken through the book's memo and the BookUpdate event is built, all before returning to
+# Python.  The book's own parser does the parsing, so what is accepted is exactly what
+# ``OrderBook.apply`` accepts; on any invalid number the same levels go through
+# ``OrderBook.apply`` as text, which raises its usual BookError (book unchanged).
+
+cdef tuple _apply_spans(const char *p, OrderBook book, unsigned long long crc, long long ts,
+                        tuple meta, object ts_recv):
+    cdef Py_ssize_t n = _n_spans, i
+    cdef int pp = book.price_precision, sp = book.size_precision
+    cdef bint bad = False
+    cdef ap_change *c
+    cdef _span *s
+    cdef int64_t bk, bz, ak, az
+    cdef Delta delta
+    book._reserve_scratch(n)
+    for i in range(n):
+        c = &book.scratch[i]
+        s = &_spans[i]
+        c.side = s.side
+        if (ap_parse_decimal(p + s.price, <size_t>s.price_len, pp, &c.price) != AP_DEC_OK
+                or c.price == 0
+                or ap_parse_decimal(p + s.size, <size_t>s.size_len, sp, &c.size) != AP_DEC_OK):
+            bad = True
+            break
+    if bad:
+        delta = book.apply(_changes(p))
+    else:
+        delta = book._apply_scratch(n)
+    cdef unsigned long long mine = book._checksum10()
+    cdef bint crossed = (ap_side_best(&book.side[0], &bk, &bz)
+                         and ap_side_best(&book.side[1], &ak, &az) and bk >= -ak)
+    event = _new_event(<type>meta[0], meta[1], meta[2], meta[3], delta, ts, ts_recv)
+    return event, mine == crc, crc, crossed
+
+
+def apply_book_update(bytes frame not None, OrderBook book not None, tuple meta not None,
+                      ts_recv):
+    """Scan a canonical v2 book update (see ``scan_book_update``), apply it to ``book`` and
+    verify its checksum, in one call.
+
+    ``meta`` is ``(event_class, exchange, symbol, native_symbol)`` for the BookUpdate.  Returns
+    ``(event, checksum_matched, exchange_checksum, crossed)``, or None (book untouched) when
+    the frame is not exactly the canonical shape; raises BookError (book untouched) for an
+    invalid number.  The caller has looked the book up by the frame's symbol.
+    """
+    cdef const char *p = PyBytes_AS_STRING(frame)
+    cdef Py_ssize_t symbol_len = 0
+    cdef unsigned long long crc = 0
+    cdef long long ts = 0
+    if _scan_v2(p, PyBytes_GET_SIZE(frame), &symbol_len, &crc, &ts) < 0:
+        return None
+    return _apply_spans(p, book, crc, ts, meta, ts_recv)
+
+
+def apply_v1_book_update(bytes frame not None, OrderBook book not None, tuple meta not None,
+                         ts_recv):
+    """``apply_book_update`` for a v1 book update (see ``scan_v1_book_update``): the book's
+    precisions are the widths of the strings as received, so the same checksum applies."""
+    cdef const char *p = PyBytes_AS_STRING(frame)
+    cdef Py_ssize_t pair_len = 0, name_at = 0, name_len = 0
+    cdef long long crc = 0, ts = 0
+    if _scan_v1(p, PyBytes_GET_SIZE(frame), &pair_len, &name_at, &name_len, &crc, &ts) < 0:
+        return None
+    return _apply_spans(p, book, <unsigned long long>crc, ts, meta, ts_recv)

@@ -6,19 +6,16 @@ formatted at the pair's precision (``instrument`` channel).  v1 sends strings an
 checksum on updates only, over the strings as received.  Both: apply the whole message, then
 truncate each side to the subscribed depth (Kraken sends no deletes for levels that fall out).
 
-Exactness: orjson turns JSON numbers into floats, so the level texts are taken from the raw
-frame by a narrow regex (``"price":<num>,"qty":<num>``) and mapped back to the decoded levels
-by count and key order; the book parses the text itself (trailing zeros are fine, digits beyond
-the precision are an error).  Frames whose numbers the regex cannot account for fall back to
-Decimal parsing of the permissive form, then to float formatting only where provably exact
-(|x| * 10**p < 10**15, where every double formats back to its unique decimal at p places).
+This module is the parser's dispatch and shared book handling plus the collector; the two
+protocols live in ``_kraken_v2`` / ``_kraken_v1`` (mixins of :class:`KrakenParser`) and the exact
+number text and timestamps in ``_kraken_text``.  The hottest frames (one symbol's v2 or v1 book
+update) are scanned, applied, checksummed and turned into a BookUpdate by one compiled call
+(``_hotpath.apply_book_update`` / ``apply_v1_book_update``); everything else is decoded with
+orjson.
 """
 from __future__ import annotations
 
-import re
 import time
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,93 +23,51 @@ import orjson
 
 from .._book import Delta
 from ..errors import ProtocolError
+from ..events import BookUpdate
 from ..symbols import Instrument, from_native, instrument
+from ._kraken_text import MAX_LEVELS, decimals, rfc3339_ns  # noqa: F401 - re-exported
 from ._kraken_v1 import KrakenV1Mixin, _epoch_text_ns  # noqa: F401 - re-exported
+from ._kraken_v2 import KrakenV2Mixin
 from .base import _FRAME_ERRORS, LIVE, FeedParser, MarketDataCollector, make_book_update
 from .parser import HOTPATH_MISSING
 
 try:  # the compiled scanners for the hottest frame shapes; a missing build is a loud error
+    from ._hotpath import apply_book_update as _apply_v2
+    from ._hotpath import apply_v1_book_update as _apply_v1
+    from ._hotpath import book_update_symbol as _v2_key
+    from ._hotpath import v1_book_pair as _v1_key
     from ._hotpath import scan_book_update as _scan
     from ._hotpath import scan_v1_book_update as _scan_v1
 except ImportError as exc:
     raise ImportError(HOTPATH_MISSING) from exc
-# Test-oracle switch, not a fallback: setting ``_scan`` / ``_scan_v1`` to None (the unit tests
-# monkeypatch them) routes the same frames through the pure-Python bytes.find path, so both
-# paths are checked against each other.
+# Test-oracle switch, not a fallback: setting ``_apply_v2`` / ``_apply_v1`` to None (the unit
+# tests monkeypatch them) routes the same frames through the pure-Python paths
+# (``KrakenV2Mixin.fast_update`` and the decoded v1 path), so both are checked against each
+# other.  ``_scan`` / ``_scan_v1`` (the scanners alone) are exported for the scanner tests.
+if make_book_update is BookUpdate:      # the events changed shape: the C event builder is off
+    _apply_v2 = _apply_v1 = None
 
-__all__ = ["KrakenCollector", "KrakenParser"]
+__all__ = ["KrakenCollector", "KrakenParser", "rfc3339_ns"]
 
-_LEVEL = re.compile(rb'"price":(-?\d+(?:\.\d+)?),"qty":(-?\d+(?:\.\d+)?)[,}]')
-_LEVEL_LOOSE = re.compile(rb'"price"\s*:\s*([^,}\s]+)\s*,\s*"qty"\s*:\s*([^,}\s]+)')
 _V2_DEPTHS = (10, 25, 100, 500, 1000)
-# The hottest shape, exactly as Kraken writes it: one symbol's book update.  The fast path
-# slices it with bytes.find instead of decoding it; anything else takes the general path.
-_FAST_PREFIX = b'{"channel":"book","type":"update","data":[{"symbol":"'
-_FAST_SUFFIX = b'"}]}'
-_FRAC_SCALE = (10**9, 10**8, 10**7, 10**6, 10**5, 10**4, 10**3, 10**2, 10, 1)
-_SECOND_CACHE: dict[bytes, int] = {}
-_EPOCH_CACHE: dict[str, int] = {}
 loads = orjson.loads
-
-
-def rfc3339_ns(text: str) -> int:
-    """``2023-07-30T15:29:58.343415Z`` -> ns since epoch (cached per minute: hot path)."""
-    if len(text) >= 20 and text[-1] == "Z" and text[16] == ":" and text[19] in ".Z":
-        base = _EPOCH_CACHE.get(text[:16])
-        if base is None:
-            base = int(datetime.fromisoformat(text[:16] + ":00+00:00").timestamp()) * 10**9
-            if len(_EPOCH_CACHE) > 4096:
-                _EPOCH_CACHE.clear()
-            _EPOCH_CACHE[text[:16]] = base
-        frac = text[20:-1]
-        if len(_SECOND_CACHE) > 4096:
-            _SECOND_CACHE.clear()
-        _SECOND_CACHE[text[:19].encode()] = base + int(text[17:19]) * 10**9
-        return base + int(text[17:19]) * 10**9 + (int(frac.ljust(9, "0")[:9]) if frac else 0)
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return int(dt.timestamp()) * 10**9 + dt.microsecond * 1000
-
-
-MAX_LEVELS = 5000   # per message; Kraken's deepest subscription is 1000 a side
-
-
-def _exact(value: Any, precision: int) -> bytes:
-    """A decoded JSON number as text at ``precision`` -- only when that is provably its value.
-
-    Below 10**15 units of the last place a double is closer to its decimal than to any other
-    decimal with ``precision`` places, so formatting recovers it; the round trip check refuses
-    numbers with digits beyond the precision.
-    """
-    if type(value) is int:
-        return str(value).encode()
-    if type(value) is not float:
-        raise ProtocolError("wrong_type", f"number expected, got {type(value).__name__}")
-    if not abs(value) < 10.0 ** (15 - precision):
-        raise ProtocolError("inexact_number", repr(value))
-    text = f"{value:.{precision}f}"
-    if float(text) != value:
-        raise ProtocolError("inexact_number", f"{value!r} has digits beyond {precision} places")
-    return text.encode()
-
-
-def _decimals(text: str) -> int:
-    _, dot, frac = text.partition(".")
-    return len(frac) if dot else 0
 
 
 class _Sym:
     """Per-pair parse state, built once per subscription (not per frame)."""
 
-    __slots__ = ("inst", "book", "depth", "pp", "sp", "v1")
+    __slots__ = ("inst", "book", "depth", "pp", "sp", "v1", "meta")
 
     def __init__(self, inst: Instrument, v1: bool) -> None:
         self.inst, self.v1 = inst, v1
         self.book: Any = None
         self.depth = 0
         self.pp, self.sp = inst.price_precision, inst.size_precision
+        # what the compiled path needs to build this pair's BookUpdate events
+        self.meta = (BookUpdate, "kraken", inst.symbol, inst.native)
 
 
-class KrakenParser(KrakenV1Mixin, FeedParser):
+class KrakenParser(KrakenV1Mixin, KrakenV2Mixin, FeedParser):
     """Sans-IO Kraken parser; tells v1 from v2 per frame (arrays / ``event`` vs ``channel``)."""
 
     exchange = "kraken"
@@ -123,6 +78,7 @@ class KrakenParser(KrakenV1Mixin, FeedParser):
         self._syms: dict[str, _Sym] = {}
         self._fast_syms: dict[bytes, _Sym] = {}             # v2 native bytes -> state
         self._v1_syms: dict[str, _Sym] = {}                 # v1 native -> state
+        self._v1_fast: dict[bytes, _Sym] = {}               # v1 native bytes -> state
         self._precisions: dict[str, tuple[int, int]] = {}   # v2 native -> from `instrument`
         self._depths: dict[str, int] = {}                   # native -> subscribed depth
         self.protocol: str | None = None
@@ -130,62 +86,55 @@ class KrakenParser(KrakenV1Mixin, FeedParser):
 
     # ---- dispatch -------------------------------------------------------------------------
     def feed(self, frame: bytes | str, ts_recv: int | None = None) -> None:
-        # The hot shapes (a v2 / v1 book update) skip the generic dispatch; everything here is
-        # inlined on purpose: at ~200k messages/s each Python call level is a few percent.
+        # The hot shapes (a live book's v2 / v1 update) skip the generic dispatch, and are
+        # inlined on purpose: at ~300k messages/s each Python call level is a few percent.
+        # Anything the compiled call does not accept (another shape, a book not live) takes
+        # the general path below, which decides about it.
         if type(frame) is bytes:
-            if frame.startswith(_FAST_PREFIX):
-                if _scan is not None:
-                    scanned = _scan(frame)
-                    st = self._fast_syms.get(scanned[0]) if scanned is not None else None
-                    if st is not None:
-                        self.messages += 1
-                        self.activity["book"] += 1
-                        if ts_recv is None:
-                            ts_recv = time.time_ns()
-                        if self._states.get(st.inst.symbol) != LIVE:
-                            return              # not synced yet, or waiting for a resync snapshot
-                        book = st.book
-                        try:
-                            delta = book.apply(scanned[1])   # BookError: book unchanged
-                            if book.checksum() == scanned[2]:
-                                self.checksum_ok += 1
-                            elif not self._check(st, book, scanned[2], ts_recv):
-                                return
-                            self.updates += 1
-                            self.sink(make_book_update("kraken", st.inst.symbol, st.inst.native,
-                                                       delta, scanned[3], ts_recv))
-                            if book.crossed:
-                                self.gap(st.inst.symbol, "crossed", f"bid {book.best_bid()} >= "
-                                         f"ask {book.best_ask()}", -1, ts_recv)
-                        except _FRAME_ERRORS as exc:
-                            self.frame_error(exc, ts_recv)
-                        return
-                else:
-                    self.messages += 1
+            st = None
+            key = _v2_key(frame)
+            if key is not None:
+                st = self._fast_syms.get(key)
+                apply = _apply_v2
+                if apply is None and st is not None:     # the pure-Python twin (tests)
                     if ts_recv is None:
                         ts_recv = time.time_ns()
+                    self.messages += 1
                     try:
-                        if self._fast_update(frame, ts_recv):
+                        if self.fast_update(frame, ts_recv):
                             return
                     except _FRAME_ERRORS as exc:
                         self.frame_error(exc, ts_recv)
                         return
                     self.messages -= 1
-            elif frame[:1] == b"[" and _scan_v1 is not None:
-                scanned = _scan_v1(frame)
-                if scanned is not None:
-                    st = self._v1_syms.get(scanned[0])
-                    if st is not None and st.book is not None:
-                        self.messages += 1
-                        if ts_recv is None:
-                            ts_recv = time.time_ns()
+            elif _apply_v1 is not None and (key := _v1_key(frame)) is not None:
+                st = self._v1_fast.get(key)
+                apply = _apply_v1
+            if (st is not None and apply is not None and st.book is not None
+                    and self._states.get(st.inst.symbol) == LIVE):
+                if ts_recv is None:
+                    ts_recv = time.time_ns()
+                try:
+                    done = apply(frame, st.book, st.meta, ts_recv)
+                except _FRAME_ERRORS as exc:      # BookError: the book is unchanged
+                    self.messages += 1
+                    self.activity["book"] += 1
+                    self.frame_error(exc, ts_recv)
+                    return
+                if done is not None:              # (event, crc matched, exchange crc, crossed)
+                    self.messages += 1
+                    self.activity["book"] += 1
+                    if st.v1:
                         self.protocol = "v1"
-                        self.activity["book"] += 1
-                        try:
-                            self._apply_scanned(st, scanned[2], scanned[3], scanned[4], ts_recv)
-                        except _FRAME_ERRORS as exc:
-                            self.frame_error(exc, ts_recv)
+                    if done[1]:
+                        self.checksum_ok += 1
+                    elif not self._check(st, st.book, done[2], ts_recv):
                         return
+                    self.updates += 1
+                    self.sink(done[0])
+                    if done[3]:
+                        self._crossed(st, ts_recv)
+                    return
         FeedParser.feed(self, frame, ts_recv)
 
     def parse(self, frame: bytes | str, ts_recv: int) -> None:
@@ -236,7 +185,9 @@ class KrakenParser(KrakenV1Mixin, FeedParser):
             self.reject("unknown_symbol", native, ts_recv)
             return None
         st = self._syms[key] = _Sym(inst, v1)
-        if not v1:
+        if v1:
+            self._v1_fast[native.encode()] = st
+        else:
             self._fast_syms[native.encode()] = st
         if not v1 and native in self._precisions:
             st.pp, st.sp = self._precisions[native]
@@ -246,8 +197,8 @@ class KrakenParser(KrakenV1Mixin, FeedParser):
         """The book for a snapshot, rebuilt (sequence kept) if precision or depth changed."""
         if st.v1 and snapshot_texts:
             # v1 writes every string at the pair's width; the checksum is over those strings.
-            st.pp = max(_decimals(p.decode()) for p, _ in snapshot_texts)
-            st.sp = max(_decimals(q.decode()) for _, q in snapshot_texts)
+            st.pp = max(decimals(p.decode()) for p, _ in snapshot_texts)
+            st.sp = max(decimals(q.decode()) for _, q in snapshot_texts)
         depth = self._depths.get(st.inst.native) or self.want_depth or depth
         book = st.book
         if book is None or (book.price_precision, book.size_precision, book.depth) != (
@@ -264,191 +215,6 @@ class KrakenParser(KrakenV1Mixin, FeedParser):
             st.book, st.depth = book, depth
         return book
 
-    # ---- v2 -------------------------------------------------------------------------------
-    def _texts(self, frame: bytes, entries: list[Any]) -> list:
-        """Exact (price, qty) texts of every book level in ``entries``, in document order."""
-        found = _LEVEL.findall(frame)
-        want = 0
-        for e in entries:
-            want += len(e["bids"]) + len(e["asks"])
-        if want > MAX_LEVELS:
-            raise ProtocolError("too_many_levels", f"{want} levels in one message")
-        if len(found) == want:
-            return found
-        loose = _LEVEL_LOOSE.findall(frame)
-        if len(loose) == want:
-            try:
-                return [(self._num(p), self._num(q)) for p, q in loose]
-            except (InvalidOperation, ValueError):
-                pass
-        # Unusual layout (other key order...): the decoded floats, only where provably exact.
-        out = []
-        for e in entries:
-            st = self._syms.get("2" + str(e["symbol"]))
-            pp, sp = (st.pp, st.sp) if st else self._precisions.get(e["symbol"], (8, 8))
-            for key in e:
-                if key in ("bids", "asks"):
-                    out += [(_exact(lv["price"], pp), _exact(lv["qty"], sp)) for lv in e[key]]
-        return out
-
-    @staticmethod
-    def _num(text: bytes) -> bytes:
-        if text[:1] == b'"':
-            raise ValueError("quoted number")
-        value = Decimal(text.decode())
-        if not value.is_finite():
-            raise ValueError("not finite")
-        return format(value, "f").encode()
-
-    def _v2_levels(self, obj: dict, frame: bytes, ts_recv: int, is_book: bool) -> None:
-        self.protocol = "v2"
-        data = obj["data"]
-        if type(data) is not list:
-            raise ProtocolError("malformed", "data is not a list")
-        if is_book:
-            texts = self._texts(frame, data)
-            snapshot = obj["type"] == "snapshot"
-            pos = 0
-            for entry in data:
-                n = len(entry["bids"]) + len(entry["asks"])
-                self._v2_book(entry, texts, pos, snapshot, ts_recv)
-                pos += n
-            return
-        texts = self._trade_texts(frame, data)
-        for (price, qty), t in zip(texts, data):
-            st = self._sym(t["symbol"], False, ts_recv)
-            if st is None:
-                continue
-            side = t["side"]
-            if side not in ("buy", "sell"):
-                raise ProtocolError("bad_side", str(side)[:20])
-            tid = t["trade_id"]
-            if type(tid) is not int:
-                raise ProtocolError("bad_trade_id", repr(tid)[:40])
-            if qty[:1] == b"-" or price[:1] == b"-":
-                raise ProtocolError("negative", "trade price/qty")
-            self.on_trade(st.inst.symbol, st.inst.native, price.decode(), qty.decode(), side,
-                          str(tid), rfc3339_ns(t["timestamp"]), ts_recv, seq=tid)
-
-    def _trade_texts(self, frame: bytes, data: list) -> list:
-        if len(data) > MAX_LEVELS:
-            raise ProtocolError("too_many_levels", f"{len(data)} trades in one message")
-        found = _LEVEL.findall(frame)
-        if len(found) == len(data):
-            return found
-        loose = _LEVEL_LOOSE.findall(frame)
-        if len(loose) == len(data):
-            try:
-                return [(self._num(p), self._num(q)) for p, q in loose]
-            except (InvalidOperation, ValueError):
-                pass
-        return [(_exact(t["price"], 8), _exact(t["qty"], 8)) for t in data]
-
-    def _v2_book(self, entry: dict, texts: list, pos: int, snapshot: bool, ts_recv: int) -> None:
-        st = self._sym(entry["symbol"], False, ts_recv)
-        if st is None:
-            return
-        # Map the document-ordered texts to sides by the decoded dict's (document) key order.
-        bids: list = []
-        asks: list = []
-        for key in entry:
-            if key == "bids":
-                k = len(entry["bids"])
-                bids = texts[pos:pos + k]
-                pos += k
-            elif key == "asks":
-                k = len(entry["asks"])
-                asks = texts[pos:pos + k]
-                pos += k
-        checksum = entry["checksum"]
-        stamp = entry.get("timestamp")
-        ts_event = rfc3339_ns(stamp) if stamp else ts_recv
-        if snapshot:
-            book = self._ensure_book(st, max(len(bids), len(asks)), [])
-            self.apply_snapshot(book, bids, asks, ts_event, ts_recv)
-            self._check(st, book, checksum, ts_recv)
-            return
-        book = st.book
-        if book is None or self._states.get(st.inst.symbol) != LIVE:
-            return                      # not synced yet, or waiting for the resync snapshot
-        changes = [("bid", p, q) for p, q in bids]
-        changes += [("ask", p, q) for p, q in asks]
-        self._update(st, book, changes, checksum, ts_event, ts_recv)
-
-    def _apply_scanned(self, st: _Sym, changes: list, checksum: int, ts_event: int,
-                       ts_recv: int) -> None:
-        """Apply one scanned update (v1 or v2), verify its CRC, emit BookUpdate."""
-        symbol = st.inst.symbol
-        if self._states.get(symbol) != LIVE:
-            return                          # not synced yet, or waiting for the resync snapshot
-        book = st.book
-        delta = book.apply(changes)         # BookError (bad/negative number): book unchanged
-        if book.checksum() == checksum:
-            self.checksum_ok += 1
-        elif not self._check(st, book, checksum, ts_recv):
-            return
-        self.updates += 1
-        self.sink(make_book_update("kraken", symbol, st.inst.native, delta, ts_event, ts_recv))
-        if book.crossed:
-            self.gap(symbol, "crossed", f"bid {book.best_bid()} >= ask {book.best_ask()}", -1,
-                     ts_recv)
-
-    def _fast_update(self, frame: bytes, ts_recv: int) -> bool:
-        """A canonical v2 book update without decoding JSON.  False: use the general path.
-
-        Only frames made of exactly the expected literal skeleton take this path; their number
-        texts are then validated by the book's strict decimal parser (BookError -> rejected).
-        """
-        i = frame.find(b'","bids":[', 53)
-        if i < 0 or not frame.endswith(_FAST_SUFFIX):
-            return False
-        st = self._fast_syms.get(frame[53:i])
-        if st is None:
-            return False
-        j = frame.find(b'],"asks":[', i)
-        k = frame.find(b'],"checksum":', j)
-        t = frame.find(b',"timestamp":"', k)
-        if j < 0 or k < 0 or t < 0:
-            return False
-        self.activity["book"] += 1
-        book = st.book
-        symbol = st.inst.symbol
-        if self._states.get(symbol) != LIVE:
-            return True
-        changes = []
-        seg = frame[i + 10:j]
-        if seg:
-            if seg[:9] != b'{"price":' or seg[-1:] != b"}":
-                return False
-            for item in seg[9:-1].split(b'},{"price":'):
-                p, _, q = item.partition(b',"qty":')
-                changes.append(("bid", p, q))
-        seg = frame[j + 10:k]
-        if seg:
-            if seg[:9] != b'{"price":' or seg[-1:] != b"}":
-                return False
-            for item in seg[9:-1].split(b'},{"price":'):
-                p, _, q = item.partition(b',"qty":')
-                changes.append(("ask", p, q))
-        stamp = frame[t + 14:-4]
-        base = _SECOND_CACHE.get(stamp[:19])
-        if base is None or stamp[19:20] != b"." or stamp[-1:] != b"Z":
-            ts_event = rfc3339_ns(stamp.decode())
-        else:
-            frac = stamp[20:-1]
-            ts_event = base + int(frac) * _FRAC_SCALE[len(frac)]
-        delta = book.apply(changes)         # BookError (bad/negative number): book unchanged
-        if book.checksum() == int(frame[k + 13:t]):
-            self.checksum_ok += 1
-        elif not self._check(st, book, int(frame[k + 13:t]), ts_recv):
-            return True
-        self.updates += 1
-        self.sink(make_book_update("kraken", symbol, st.inst.native, delta, ts_event, ts_recv))
-        if book.crossed:
-            self.gap(symbol, "crossed", f"bid {book.best_bid()} >= ask {book.best_ask()}", -1,
-                     ts_recv)
-        return True
-
     def _update(self, st: _Sym, book: Any, changes: list, checksum: Any, ts_event: int,
                 ts_recv: int) -> None:
         delta = book.apply(changes)         # BookError (bad/negative number): book unchanged
@@ -460,8 +226,12 @@ class KrakenParser(KrakenV1Mixin, FeedParser):
         symbol = st.inst.symbol
         self.sink(make_book_update("kraken", symbol, st.inst.native, delta, ts_event, ts_recv))
         if book.crossed:
-            self.gap(symbol, "crossed", f"bid {book.best_bid()} >= ask {book.best_ask()}", -1,
-                     ts_recv)
+            self._crossed(st, ts_recv)
+
+    def _crossed(self, st: _Sym, ts_recv: int) -> None:
+        book = st.book
+        self.gap(st.inst.symbol, "crossed", f"bid {book.best_bid()} >= ask {book.best_ask()}",
+                 -1, ts_recv)
 
     def _check(self, st: _Sym, book: Any, checksum: Any, ts_recv: int) -> bool:
         if type(checksum) is str:           # v1 sends the CRC as a decimal string
@@ -477,37 +247,7 @@ class KrakenParser(KrakenV1Mixin, FeedParser):
                  ts_recv)
         return False
 
-    def _v2_instrument(self, obj: dict) -> None:
-        data = obj.get("data")
-        pairs = data.get("pairs", ()) if type(data) is dict else ()
-        for pair in pairs:
-            native = pair.get("symbol")
-            pp, sp = pair.get("price_precision"), pair.get("qty_precision")
-            if type(native) is not str or type(pp) is not int or type(sp) is not int:
-                continue
-            if not (0 <= pp <= 18 and 0 <= sp <= 18):
-                continue
-            self._precisions[native] = (pp, sp)
-            st = self._syms.get("2" + native)
-            if st is not None and (st.pp, st.sp) != (pp, sp):
-                st.pp, st.sp = pp, sp
-                if st.book is not None:       # the book was formatted wrongly: rebuild it
-                    self.gap(st.inst.symbol, "precision", f"instrument says {pp}/{sp}", -1, 0)
 
-    def _v2_ack(self, obj: dict, ts_recv: int) -> None:
-        method = obj.get("method")
-        if method in ("pong", "unsubscribe"):
-            return
-        result = obj.get("result") or {}
-        if obj.get("success") is False:
-            self.reject("subscribe_error", str(obj.get("error"))[:200], ts_recv)
-            return
-        if method == "subscribe" and result.get("channel") == "book":
-            depth, native = result.get("depth"), result.get("symbol")
-            if type(depth) is int and type(native) is str:
-                self._depths[native] = depth
-
-    # ---- v1 -------------------------------------------------------------------------------
 class KrakenCollector(MarketDataCollector):
     """Kraken books (checksum-verified) and trades.  ``protocol`` "v2" (default) or "v1"; when
     not given it follows the URL: a path ending in ``/v2`` is v2, anything else v1."""
