@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/ingest_binanceus.py [--n 50000] [--repeat 5] [--cpu 1]
 
-Pinned to one CPU.  AlphaPulse: ``BinanceUSParser.feed`` (the collector's own code: orjson,
-the ``U``/``u`` chain, a BookUpdate event to a no-op sink, the Cython book), fed the REST
+Pinned to one CPU.  AlphaPulse: ``BinanceUSParser.feed`` (the collector's own code: the
+compiled ``depthUpdate`` scanner of ``exchanges/_scan.pyx``, orjson for any other frame, the
+``U``/``u`` chain, a BookUpdate event to a no-op sink, the Cython book), fed the REST
 snapshot body and then the combined-stream depth frames.  cryptofeed 2.4.1:
 ``BinanceUS.message_handler`` fed the same frames offline with a no-op callback; its REST
 snapshot call is answered from the same body in memory (no network), so both start from the

@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/ingest_coinbase.py [--n 50000] [--repeat 5] [--cpu 1]
 
-Pinned to one CPU.  AlphaPulse: ``CoinbaseParser.feed`` (the collector's own code: orjson,
-``sequence_num`` check, normalised Trade / BookUpdate events to a no-op sink, the Cython
-book).  cryptofeed 2.4.1: ``Coinbase.message_handler`` (its Advanced Trade handler) fed the same
+Pinned to one CPU.  AlphaPulse: ``CoinbaseParser.feed`` (the collector's own code: the
+compiled scanner of ``exchanges/_scan.pyx`` for canonical l2_data updates and snapshots, orjson
+for every other frame, ``sequence_num`` check, normalised Trade / BookUpdate events to a no-op
+sink, the Cython book).  cryptofeed 2.4.1: ``Coinbase.message_handler`` (its Advanced Trade handler) fed the same
 frames offline with no-op callbacks, awaited in a loop as its connection layer does.  Medians of
 ``--repeat`` runs, each on a fresh parser/feed.
 

@@ -90,6 +90,23 @@ def _price(rng: random.Random, mid: int, side: int) -> str:
     return f"{(mid + side * rng.randint(0, 40)) / 100:.2f}"
 
 
+def _trade(rng: random.Random, seq: int, ts: str) -> dict[str, str]:
+    """A trade, fields in either order Coinbase has used, now and then odd."""
+    odd = rng.random() < 0.15
+    tid = rng.choice(("0012", "", "x1", "1" * 19, str(seq - 3))) if odd else str(seq * 10)
+    product = rng.choice(("BTC-USD", "ETH-USD", "DOGE-USD")) if odd else "BTC-USD"
+    fields = [("product_id", product),
+              ("trade_id", tid),
+              ("price", rng.choice(ODD_PRICES) if odd else "100.01"),
+              ("size", rng.choice(("0", "0.000", ".5", "5.", "1.2.3")) if odd else "0.1"),
+              ("time", rng.choice((ts, "2026-11-27T10:00:02+00:00", "x")) if odd else ts),
+              ("side", rng.choice(("BUY", "SELL", "buy", "UNKNOWN")) if odd else "SELL")]
+    if rng.random() < 0.5:
+        fields[0], fields[1] = fields[1], fields[0]
+        fields[4], fields[5] = fields[5], fields[4]
+    return dict(fields)
+
+
 def coinbase_frames(rng: random.Random, n: int) -> list[bytes]:
     """Subscriptions ack, BTC-USD snapshot, then updates (mostly canonical, some odd)."""
     ts = "2026-11-27T10:00:00.123456789Z"
@@ -119,11 +136,11 @@ def coinbase_frames(rng: random.Random, n: int) -> list[bytes]:
         if rng.random() < 0.08:                         # a resnapshot, maybe crossed / odd
             msg["events"][0]["type"] = "snapshot"
         seq += rng.choice((1, 1, 1, 1, 1, 1, 1, 0, 2))
-        if rng.random() < 0.05:
+        if rng.random() < 0.25:
             msg["channel"] = "market_trades"
-            msg["events"] = [{"type": "update", "trades": [{
-                "product_id": "BTC-USD", "trade_id": str(seq), "price": "100.01",
-                "size": "0.1", "time": ts, "side": "BUY"}]}]
+            msg["events"] = [{"type": rng.choice(("update", "update", "snapshot")),
+                              "trades": [_trade(rng, seq, ts) for _ in range(rng.choice(
+                                  (0, 1, 1, 1, 2, 5)))]}]
         out.append(orjson.dumps(msg))
     return out
 
@@ -215,6 +232,21 @@ def test_real_snapshots_are_taken_by_the_scanner(fixtures_dir: Path) -> None:
     assert len(parser.books["BTC-USD"]) > 40_000
 
 
+@pytest.mark.parametrize("name", ["generated/coinbase-clean.jsonl",
+                                  "coinbase/advanced-trade-btcusd-ethusd-2026-08-09.jsonl"])
+def test_trade_updates_are_taken_by_the_scanner(fixtures_dir: Path, name: str) -> None:
+    parser = CoinbaseParser(["BTC-USD", "ETH-USD"])
+    scanned = 0
+    for f in read_frames(fixtures_dir / name):
+        if parser._expected is not None and f.startswith(b'{"channel":"market_trades"') \
+                and b'"type":"update"' in f[:150]:
+            hit = coinbase_module._scan_trades(f, parser._expected, 100)
+            assert hit, f
+            scanned += len(hit)
+        parser.feed(f, 1)
+    assert scanned > 50 and parser.trades >= scanned
+
+
 def test_canonical_binance_updates_are_taken_by_the_scanner(fixtures_dir: Path) -> None:
     frames = read_frames(fixtures_dir / "binanceus" / "2021-04-17-btcusdt.jsonl")
     parser = BinanceUSParser(["BTC-USDT"])
@@ -274,8 +306,8 @@ def test_event_maker_builds_the_same_event_as_the_dataclass() -> None:
 # ---- equivalence -----------------------------------------------------------------------------
 
 GENERATED = {
-    "coinbase": (coinbase_module, ("_scan_l2", "_scan_snapshot"), coinbase, lambda rng, n: [
-        ("ws", f) for f in coinbase_frames(rng, n)]),
+    "coinbase": (coinbase_module, ("_scan_l2", "_scan_snapshot", "_scan_trades"), coinbase,
+                 lambda rng, n: [("ws", f) for f in coinbase_frames(rng, n)]),
     "binanceus": (binance_module, ("_scan_depth",), binance, binance_frames),
 }
 
@@ -297,7 +329,7 @@ def test_paths_agree_on_generated_and_mutated_frames(monkeypatch: pytest.MonkeyP
 
 
 CAPTURES = {
-    "coinbase": (coinbase_module, ("_scan_l2", "_scan_snapshot"), CoinbaseParser,
+    "coinbase": (coinbase_module, ("_scan_l2", "_scan_snapshot", "_scan_trades"), CoinbaseParser,
                  ("coinbase/*.jsonl", "generated/*coinbase*.jsonl")),
     "binanceus": (binance_module, ("_scan_depth",), BinanceUSParser,
                   ("binanceus/*.jsonl", "generated/binanceus*.jsonl")),

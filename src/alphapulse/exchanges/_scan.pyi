@@ -4,12 +4,22 @@ Each returns ``(BookUpdate, crossed)`` when it handled the frame completely (boo
 event built by ``make``), or None having changed nothing: the caller then takes the general
 orjson path on the same frame.
 """
-from collections.abc import Callable
 from typing import Any
 
 from alphapulse._book import OrderBook
 
-MakeEvent = Callable[[str, str, str, Any, int, int], Any]
+class EventMaker:
+    """``EventMaker(BookUpdate)(exchange, symbol, native_symbol, delta, ts_event, ts_recv)``:
+    the frozen slotted event with its slots written from C; other layouts are called."""
+
+    @property
+    def direct(self) -> bool:
+        """True when the slots are written directly (the class has exactly these six)."""
+    def __init__(self, cls: type) -> None: ...
+    def __call__(self, exchange: str, symbol: str, native_symbol: str, delta: Any,
+                 ts_event: int, ts_recv: int) -> Any: ...
+
+MakeEvent = EventMaker
 
 def coinbase_l2_update(frame: bytes, expected: int, products: dict[bytes, tuple[OrderBook, str]],
                        states: dict[str, str], max_levels: int, make: MakeEvent,
@@ -29,3 +39,9 @@ def coinbase_l2_snapshot(frame: bytes, expected: int, max_levels: int
     """A canonical one-product ``l2_data`` snapshot with ``sequence_num == expected``:
     ``(product_id, ts_event, bids, asks)``, levels as ``(price, size)`` text in frame order;
     else None.  Nothing is applied: the caller hands the levels to ``OrderBook.snapshot``."""
+
+def coinbase_trades(frame: bytes, expected: int, max_trades: int
+                    ) -> list[tuple[str, str, str, str, str, int, int | None]] | None:
+    """A canonical one-event ``market_trades`` update with ``sequence_num == expected`` whose
+    trades pass every check of ``CoinbaseParser._trade`` but the product's: ``(product_id,
+    price, size, taker side, trade_id, ts_event, seq)`` per trade in frame order; else None."""

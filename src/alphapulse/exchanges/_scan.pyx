@@ -42,6 +42,7 @@ ctypedef unsigned char uchar
 
 cdef str LIVE = "live"
 cdef bytes CB_PREFIX = b'{"channel":"l2_data","'
+cdef bytes CB_TRADES = b'{"channel":"market_trades","'
 cdef bytes BN_COMBINED = b'{"stream":"'
 cdef bytes BN_PREFIX = b'{"e":"depthUpdate","E":'
 
@@ -297,13 +298,15 @@ cdef Py_ssize_t _cb_level(const uchar *p, Py_ssize_t pos, Py_ssize_t end, int si
     return q + 2
 
 
-cdef Py_ssize_t _cb_head(const uchar *p, Py_ssize_t end, long long expected, const char *kind,
-                         Py_ssize_t kind_len, Py_ssize_t *t0, Py_ssize_t *t1) noexcept:
-    """An ``l2_data`` frame's head with ``sequence_num == expected`` and one event of type
-    ``kind``: index of the product id text (``t0``/``t1``: the timestamp text), or -1."""
-    cdef Py_ssize_t pos = 22, q
+cdef Py_ssize_t _cb_head(const uchar *p, Py_ssize_t end, long long expected, bytes channel,
+                         const char *kind, Py_ssize_t kind_len, Py_ssize_t *t0,
+                         Py_ssize_t *t1):
+    """A frame's head (``channel`` is its prefix up to the second key) with ``sequence_num ==
+    expected`` and one event starting ``{"type":"`` + ``kind``: index after ``kind`` (``t0``,
+    ``t1``: the timestamp text), or -1."""
+    cdef Py_ssize_t pos = PyBytes_GET_SIZE(channel), q
     cdef long long seq
-    if not _at(p, 0, end, PyBytes_AS_STRING(CB_PREFIX), 22):
+    if not _at(p, 0, end, PyBytes_AS_STRING(channel), pos):
         return -1
     if _at(p, pos, end, b'client_id":"', 12):
         q = _close(p, pos + 12, end)
@@ -340,7 +343,7 @@ def coinbase_l2_update(bytes frame not None, long long expected, dict products n
     cdef long long ts
     cdef tuple entry
     cdef OrderBook book
-    pos = _cb_head(p, end, expected, b'update","product_id":"', 22, &t0, &t1)
+    pos = _cb_head(p, end, expected, CB_PREFIX, b'update","product_id":"', 22, &t0, &t1)
     q = _close(p, pos, end) if pos >= 0 else -1
     if q < 0 or not _at(p, q, end, b'","updates":[', 13):
         return None
@@ -366,7 +369,8 @@ def coinbase_l2_snapshot(bytes frame not None, long long expected, Py_ssize_t ma
     cdef Py_ssize_t end = PyBytes_GET_SIZE(frame), pos, q, t, t0, t1, n = 0
     cdef long long ts
     cdef list bids = [], asks = []
-    pos = _cb_head(p, end, expected, b'snapshot","product_id":"', 24, &t0, &t1)
+    pos = _cb_head(p, end, expected, CB_PREFIX, b'snapshot","product_id":"', 24, &t0,
+                   &t1)
     q = _close(p, pos, end) if pos >= 0 else -1
     if q < 0 or not _at(p, q, end, b'","updates":[', 13):
         return None
@@ -375,6 +379,113 @@ def coinbase_l2_snapshot(bytes frame not None, long long expected, Py_ssize_t ma
     if ts < 0:
         return None
     return _text(p, pos, q), ts, bids, asks
+
+
+cdef bint _plain_decimal(const uchar *p, Py_ssize_t pos, Py_ssize_t end) noexcept:
+    """``_check_decimal(text, positive=True)``: digits with at most one ``.``, not all zero."""
+    cdef bint dot = False, nonzero = False, digit = False
+    cdef Py_ssize_t i
+    for i in range(pos, end):
+        if p[i] == 46 and not dot:
+            dot = True
+        elif 48 <= p[i] <= 57:
+            digit = True
+            nonzero = nonzero or p[i] != 48
+        else:
+            return False
+    return digit and nonzero
+
+
+# The six keys of a market_trades trade, in any order, each once (other keys: general path).
+cdef tuple TRADE_KEYS = (b'"product_id":"', b'"trade_id":"', b'"price":"', b'"size":"',
+                         b'"time":"', b'"side":"')
+
+
+cdef Py_ssize_t _cb_trade(const uchar *p, Py_ssize_t pos, Py_ssize_t end, list out) except -2:
+    """One trade object from its ``{``, validated as ``CoinbaseParser._trade`` validates it
+    (all but the product, which the caller resolves), appended to ``out`` as ``(product_id,
+    price, size, taker side, trade_id, ts_event, seq or None)``: index after ``}``, or -1."""
+    cdef Py_ssize_t start[6]
+    cdef Py_ssize_t stop[6]
+    cdef int k, seen = 0
+    cdef Py_ssize_t i
+    cdef long long ts, seq = 0
+    cdef bytes key
+    if pos >= end or p[pos] != 123:
+        return -1
+    pos += 1
+    while True:
+        for k in range(6):
+            key = <bytes>TRADE_KEYS[k]
+            if _at(p, pos, end, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
+                break
+        else:
+            return -1
+        if seen & (1 << k):
+            return -1
+        seen |= 1 << k
+        start[k] = pos + PyBytes_GET_SIZE(key)
+        stop[k] = pos = _close(p, start[k], end)
+        if pos < 0:
+            return -1
+        pos += 1
+        if pos < end and p[pos] == 44:
+            pos += 1
+            continue
+        if pos < end and p[pos] == 125 and seen == 63:
+            break
+        return -1
+    if _at(p, start[5], end, b'BUY"', 4) and stop[5] == start[5] + 3:
+        side = "sell"                      # the maker's side: the taker sold
+    elif _at(p, start[5], end, b'SELL"', 5) and stop[5] == start[5] + 4:
+        side = "buy"
+    else:
+        return -1
+    if not _plain_decimal(p, start[2], stop[2]) or not _plain_decimal(p, start[3], stop[3]):
+        return -1
+    ts = _timestamp(p + start[4], stop[4] - start[4])
+    if ts < 0:
+        return -1
+    seq_obj = None                  # int(trade_id) for 1-18 ASCII digits (leading 0s too)
+    if 0 < stop[1] - start[1] < 19:
+        for i in range(start[1], stop[1]):
+            if not 48 <= p[i] <= 57:
+                break
+            seq = seq * 10 + (p[i] - 48)
+        else:
+            seq_obj = seq
+    PyList_Append(out, (_text(p, start[0], stop[0]), _text(p, start[2], stop[2]),
+                        _text(p, start[3], stop[3]), side, _text(p, start[1], stop[1]), ts,
+                        seq_obj))
+    return pos + 1
+
+
+def coinbase_trades(bytes frame not None, long long expected, Py_ssize_t max_trades):
+    """A canonical ``market_trades`` update (one event) whose ``sequence_num`` is
+    ``expected`` and whose trades all pass ``CoinbaseParser._trade``'s checks but the
+    product's: a list of ``(product_id, price, size, taker side, trade_id, ts_event, seq)``
+    in frame order, or None."""
+    cdef const uchar *p = <const uchar *>PyBytes_AS_STRING(frame)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(frame), pos, t0, t1
+    cdef list out = []
+    pos = _cb_head(p, end, expected, CB_TRADES, b'update","trades":[', 18, &t0, &t1)
+    if pos < 0:
+        return None
+    if pos < end and p[pos] == 93:
+        pos += 1
+    else:
+        while len(out) < max_trades:
+            pos = _cb_trade(p, pos, end, out)
+            if pos < 0:
+                return None
+            if pos < end and p[pos] == 44:
+                pos += 1
+                continue
+            break
+        if pos >= end or p[pos] != 93:
+            return None
+        pos += 1
+    return out if _cb_tail(p, pos, end) == 0 else None
 
 
 # ---- Binance.US ----------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from .parser import HOTPATH_MISSING
 try:  # the compiled scanner for the hottest frame; a missing build is a loud error
     from ._scan import coinbase_l2_snapshot as _scan_snapshot
     from ._scan import coinbase_l2_update as _scan_l2
+    from ._scan import coinbase_trades as _scan_trades
 except ImportError as exc:
     raise ImportError(HOTPATH_MISSING) from exc
 # Test-oracle switch, not a fallback: setting ``_scan_l2`` to None (the unit tests monkeypatch
@@ -124,6 +125,18 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
                 self.touch("level2")
                 try:
                     self._snapshot(self._product(snap[0]), snap[2], snap[3], snap[1], ts_recv)
+                except _FRAME_ERRORS as exc:
+                    self.frame_error(exc, ts_recv)
+                return
+            trades = _scan_trades(frame, expected, self.max_trades)
+            if trades is not None:          # validated in C but for the product ids
+                self.messages += 1
+                self._expected = expected + 1
+                self.protocol = "advanced_trade"
+                self.touch("market_trades")
+                try:
+                    parsed = [(self._product(t[0]).symbol, *t) for t in trades]  # type: ignore
+                    self._emit_trades(parsed, "update", ts_recv)
                 except _FRAME_ERRORS as exc:
                     self.frame_error(exc, ts_recv)
                 return
@@ -306,7 +319,10 @@ class CoinbaseParser(ExchangeFeedMixin, FeedParser):
         kind = event["type"]
         if kind not in ("update", "snapshot"):
             raise ProtocolError("unknown_type", f"market_trades event type {kind!r:.40}")
-        parsed = [self._trade(t) for t in trades]   # all validated before any is emitted
+        self._emit_trades([self._trade(t) for t in trades], kind, ts_recv)
+
+    def _emit_trades(self, parsed: list[tuple[Any, ...]], kind: str, ts_recv: int) -> None:
+        """Emit one event's trades, all validated (``_trade``'s tuples) before any is."""
         parsed.sort(key=_trade_key)                 # snapshots come newest first
         last_trade = self._last_trade
         known = {p[0]: last_trade.get(p[0]) for p in parsed} if kind == "snapshot" else None
