@@ -188,8 +188,28 @@ def test_order_book_update_then_top10(benchmark, ob: order_book.OrderBook) -> No
 # --- integrity and encodings ---------------------------------------------------------------
 
 @pytest.mark.benchmark(group="checksum and codecs")
-def test_ours_checksum(benchmark, book: OrderBook) -> None:
+def test_ours_checksum_unchanged(benchmark, book: OrderBook) -> None:
+    """The memo's best case: the top 10 did not move since the last checksum."""
     benchmark(book.checksum)
+
+
+@pytest.mark.benchmark(group="checksum and codecs")
+def test_ours_apply_message_then_checksum(benchmark, book: OrderBook) -> None:
+    """What a Kraken collector does per message: apply it, then the (memoised) checksum;
+    compare with ``test_ours_apply_message`` for the checksum's share."""
+    messages = itertools.cycle(STREAM.messages)
+    apply, checksum = book.apply, book.checksum
+
+    def step() -> None:
+        apply(next(messages))
+        checksum()
+    benchmark(step)
+
+
+@pytest.mark.benchmark(group="checksum and codecs")
+def test_ours_checksum_from_scratch(benchmark, book: OrderBook) -> None:
+    """The same rule without the memo (any depth other than 10 is computed from scratch)."""
+    benchmark(book.checksum, 9)
 
 
 @pytest.mark.benchmark(group="checksum and codecs")

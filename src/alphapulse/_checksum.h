@@ -36,7 +36,11 @@
 
 #define AP_CK_LEVELS 10
 /* two numbers per level, at most 19 digits each */
-#define AP_CK_TEXT (AP_CK_LEVELS * 2 * 19)
+#define AP_CK_LEVEL_MAX 38
+#define AP_CK_TEXT (AP_CK_LEVELS * AP_CK_LEVEL_MAX)
+/* Text buffers have one level's worth of slack so a level is copied with a fixed-size memcpy
+ * (a few inline moves instead of a libc call per level). */
+#define AP_CK_BUF (AP_CK_TEXT + AP_CK_LEVEL_MAX + 2)
 
 typedef struct {
     int64_t key[AP_CK_LEVELS];
@@ -44,12 +48,14 @@ typedef struct {
     uint32_t crc;                        /* CRC-32 of text[0:off[n]] */
     uint16_t off[AP_CK_LEVELS + 1];      /* text of level i is text[off[i]:off[i + 1]] */
     int n;                               /* levels cached; -1 = nothing cached yet */
-    char text[AP_CK_TEXT];
+    char text[AP_CK_BUF];
 } ap_ck_side;
 
 typedef struct {
     ap_ck_side side[2];                  /* indexed like the book: 0 = bids, 1 = asks */
     uint32_t value;                      /* the checksum of both sides as cached */
+    uint32_t asks_shifted;               /* crc(asks) * x^(8 * shift_len) mod P */
+    int shift_len;                       /* bids text length asks_shifted is for; -1 none */
 } ap_ck;
 
 static inline void ap_ck_reset(ap_ck *ck)
@@ -57,6 +63,8 @@ static inline void ap_ck_reset(ap_ck *ck)
     ck->side[0].n = -1;
     ck->side[1].n = -1;
     ck->value = 0;
+    ck->asks_shifted = 0;
+    ck->shift_len = -1;
 }
 
 /* x^(8n) mod P (reflected) for n = 0..AP_CK_TEXT: the CRC "append n zero bytes" operator. */
@@ -98,7 +106,7 @@ static inline int ap_ck_side_sync(ap_ck_side *c, const int64_t *key, const int64
     }
     /* New text for levels j..m-1 goes to a scratch buffer first: it may reuse old text that
      * sits where the new text lands. */
-    char buf[AP_CK_TEXT];
+    char buf[AP_CK_BUF];
     uint16_t len[AP_CK_LEVELS];
     size_t pos = 0;
     int o = j;
@@ -107,9 +115,8 @@ static inline int ap_ck_side_sync(ap_ck_side *c, const int64_t *key, const int64
         while (o < old_n && c->key[o] > key[i]) o++;
         size_t start = pos;
         if (o < old_n && c->key[o] == key[i] && c->size[o] == size[i]) {
-            size_t n = (size_t)(c->off[o + 1] - c->off[o]);
-            memcpy(buf + pos, c->text + c->off[o], n);
-            pos += n;
+            memcpy(buf + pos, c->text + c->off[o], AP_CK_LEVEL_MAX);   /* fixed size: inline */
+            pos += (size_t)(c->off[o + 1] - c->off[o]);
         } else {
             pos += (size_t)ap_format_digits(key[i], buf + pos);
             pos += (size_t)ap_format_digits(size[i], buf + pos);
@@ -129,11 +136,17 @@ static inline int ap_ck_side_sync(ap_ck_side *c, const int64_t *key, const int64
     return 1;
 }
 
-/* Join the two sides' CRCs into the checksum: crc(asks text || bids text). */
-static inline uint32_t ap_ck_join(ap_ck *ck)
+/* Join the two sides' CRCs into the checksum: crc(asks text || bids text).  The multiply by
+ * x^(8|bids|) is redone only when the asks or the length of the bids text changed. */
+static inline uint32_t ap_ck_join(ap_ck *ck, int asks_changed)
 {
     const ap_ck_side *a = &ck->side[1], *b = &ck->side[0];
-    ck->value = ap_crc32_multmodp(ap_ck_xpow8[b->off[b->n]], a->crc) ^ b->crc;
+    int len_b = b->off[b->n];
+    if (asks_changed || len_b != ck->shift_len) {
+        ck->asks_shifted = ap_crc32_multmodp(ap_ck_xpow8[len_b], a->crc);
+        ck->shift_len = len_b;
+    }
+    ck->value = ck->asks_shifted ^ b->crc;
     return ck->value;
 }
 
@@ -142,9 +155,9 @@ static inline uint32_t ap_ck_join(ap_ck *ck)
 static inline uint32_t ap_ck_checksum(ap_ck *ck, const int64_t *bk, const int64_t *bz, int nb,
                                       const int64_t *ak, const int64_t *az, int na)
 {
-    int changed = ap_ck_side_sync(&ck->side[0], bk, bz, nb);
-    changed |= ap_ck_side_sync(&ck->side[1], ak, az, na);
-    return changed ? ap_ck_join(ck) : ck->value;
+    int bids_changed = ap_ck_side_sync(&ck->side[0], bk, bz, nb);
+    int asks_changed = ap_ck_side_sync(&ck->side[1], ak, az, na);
+    return (bids_changed | asks_changed) ? ap_ck_join(ck, asks_changed) : ck->value;
 }
 
 #endif
