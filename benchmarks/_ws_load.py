@@ -386,7 +386,7 @@ async def _run(*, clients: int, stalled: int, workers: int, seconds: float, warm
                 pipe.send(cmd)
 
         for pipe in pipes:
-            await recv(pipe)
+            await recv(pipe, 150.0)       # the connection storm: slow against a slow server
         log(f"{clients} clients connected over {workers} workers; warm-up {warmup:g} s")
         await asyncio.sleep(warmup)
         result: dict[str, Any] = {"clients": clients, "stalled": stalled, "workers": workers,

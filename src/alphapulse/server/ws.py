@@ -331,16 +331,17 @@ class WsFanout(ControlMixin):
                     continue
                 backlog = conn.backlog()
                 drained = backlog == 0
-                acked = conn.acked()
             else:
                 backlog = 0
                 drained = not client.queue and not client.in_send
-                acked = -1
-            progressed = acked >= 0 and acked != client.acked
-            client.acked = acked
             if drained:
+                # The common case, and the cheap one: no TCP_INFO query (at worst the first
+                # undrained tick then counts as progress, one tick of grace).
                 client.stuck_since = client.behind_since = None
                 continue
+            acked = conn.acked() if conn.fast else -1
+            progressed = acked >= 0 and acked != client.acked
+            client.acked = acked
             if client.behind_since is None:
                 client.behind_since = now
             if progressed:
