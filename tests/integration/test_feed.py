@@ -266,6 +266,23 @@ def test_busy_poll_mode(shm_dir, publisher):
         started = time.monotonic()
         assert feed.next(timeout=0.2) is None          # nothing published: a timeout
         assert 0.15 < time.monotonic() - started < 2.0
+        # Idle, it keeps the decode path warm: the last record decoded every warm_us.
+        assert feed.warm_us == feedmod.DEFAULT_WARM_US
+        warmed = []
+        real_decode = feedmod.strategy.decode
+        feedmod.strategy.decode = lambda record: warmed.append(record)
+        try:
+            assert feed.next(timeout=0.1) is None
+            feed.warm_us = 0                           # off: a plain spin until the deadline
+            before = len(warmed)
+            started = time.monotonic()
+            assert feed.next(timeout=0.1) is None
+            assert 0.05 < time.monotonic() - started < 2.0
+        finally:
+            feedmod.strategy.decode = real_decode
+            feed.warm_us = feedmod.DEFAULT_WARM_US
+        assert before >= 10 and len(warmed) == before, (before, len(warmed))
+        assert all(type(r) is bytes and r for r in warmed)      # records it had read
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             run = pool.submit(publisher.call, "run", 3000, 20000)
             updates = 0

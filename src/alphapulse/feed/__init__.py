@@ -31,7 +31,8 @@ sleeps waits for the kernel to wake it (tens of µs on a VM, more under load).
 busy and sees a record within a microsecond or so of its publication, if it has that core to
 itself (the server needs one too: on a 2-core machine that is one spinning strategy at most;
 on a machine without a spare core the spinner is preempted for whole scheduler slices and does
-worse than the default).  ``benchmarks/feed_latency.py`` measures both modes against a Unix
+worse than the default).  While it finds nothing it re-decodes its last record every
+``Feed.warm_us`` (100 µs), which keeps the decode path in the CPU caches between records.  ``benchmarks/feed_latency.py`` measures both modes against a Unix
 socket; ``examples/latency_probe.py [--busy-poll]`` shows what a strategy sees.
 
 The package: :mod:`.protocol` (the control protocol, shared with the server),
@@ -47,12 +48,12 @@ from .mirrors import FeedEvent, Overrun, Resync
 from .protocol import (CHANNEL_KINDS, CONTROL_SOCKET, DEFAULT_CAPACITY, DIR_PREFIX,
                        MAX_CAPACITY, MAX_MESSAGE, MIN_CAPACITY, RING_SUFFIX, SERVER_INFO, WILDCARD,
                        feed_dir, format_channel, parse_channel, send_message)
-from .strategy import BUSY_POLL, DEFAULT_SPIN_US, Feed, attach
+from .strategy import BUSY_POLL, DEFAULT_SPIN_US, DEFAULT_WARM_US, Feed, attach
 
 __all__ = [
     # the strategy's API
     "attach", "Feed", "FeedEvent", "Overrun", "Resync", "Arbitrage", "FeedError", "BUSY_POLL",
-    "DEFAULT_SPIN_US", "feed_dir", "parse_channel", "format_channel",
+    "DEFAULT_SPIN_US", "DEFAULT_WARM_US", "feed_dir", "parse_channel", "format_channel",
     # the control protocol (the server side imports these too)
     "CHANNEL_KINDS", "CONTROL_SOCKET", "DEFAULT_CAPACITY", "DIR_PREFIX", "MAX_CAPACITY",
     "MAX_MESSAGE", "MIN_CAPACITY", "RING_SUFFIX", "SERVER_INFO", "WILDCARD", "send_message",
