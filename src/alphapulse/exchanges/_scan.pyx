@@ -46,8 +46,8 @@ cdef bytes CB_TRADES = b'{"channel":"market_trades","'
 cdef bytes BN_COMBINED = b'{"stream":"'
 cdef bytes BN_PREFIX = b'{"e":"depthUpdate","E":'
 
-# One parse buffer for every book (the GIL serialises callers); copied into the book's own
-# scratch once the whole frame is known to be good.
+# One parse buffer for every book (the GIL serialises callers: no Python code runs between
+# filling it and copying it into the book's own scratch once the whole frame is good).
 cdef ap_change *_buf = NULL
 cdef Py_ssize_t _buf_cap = 0
 
@@ -353,9 +353,13 @@ def coinbase_l2_update(bytes frame not None, long long expected, dict products n
     book = <OrderBook>entry[0]
     if states.get(book.symbol) != LIVE:
         return None
-    pos = _levels(p, q + 13, end, _cb_level, 0, max_levels, book, None, None, &n)
-    ts = _timestamp(p + t0, t1 - t0) if _cb_tail(p, pos, end) == 0 else -1
+    # Python runs in _timestamp (and a collection could run other code): before the levels
+    # fill the shared buffer, so nothing can run between filling it and applying it.
+    ts = _timestamp(p + t0, t1 - t0)
     if ts < 0:
+        return None
+    pos = _levels(p, q + 13, end, _cb_level, 0, max_levels, book, None, None, &n)
+    if _cb_tail(p, pos, end) != 0:
         return None
     return _event(make, book, entry[1], _apply(book, n), ts, ts_recv)
 
