@@ -1,6 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""Compiled hot-path helpers for the collectors: narrow scanners for the hottest Kraken frames
-and a cheap constructor for the frozen book events.  No I/O, no package imports.
+"""Compiled hot-path helpers for the collectors: narrow scanners for the hottest Kraken frames,
+the fused scan + apply + checksum + event call built on them, and a cheap constructor for the
+frozen book events.  No I/O; the only package module used is the book's C contract
+(``alphapulse._book``'s .pxd: its decimal parser, scratch buffer and memoised checksum).
 
 ``scan_book_update`` takes a v2 book update for one symbol, exactly as Kraken writes it::
 
@@ -11,10 +13,15 @@ It returns the exact number *texts* (never floats), the checksum and the timesta
 None for anything that is not byte-for-byte this shape (other key order, whitespace, several
 symbols, strings for numbers, invalid JSON...), which the caller then parses the general way.
 Every number must match JSON's number grammar; its value is checked later by the book.
-``scan_v1_book_update`` does the same for v1's array frames.
+``scan_v1_book_update`` does the same for v1's array frames (``_hotpath_v1.pxi``).
+``apply_book_update`` / ``apply_v1_book_update`` are what the Kraken parser calls: the same
+scans, with the levels parsed straight into the book (no per-level Python objects), applied,
+the checksum verified and the BookUpdate built (``_hotpath_events.pxi``) in one call.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_Append
+from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int64_t
 from libc.stdlib cimport realloc
 from libc.string cimport memcmp
@@ -271,257 +278,8 @@ def v1_book_pair(bytes frame not None):
     return PyBytes_FromStringAndSize(p + pos + 1, end - pos - 3)
 
 
-cdef inline Py_ssize_t _plain_string(const char *p, Py_ssize_t pos, Py_ssize_t end) noexcept:
-    """pos at an opening quote of a string without escapes: index of the closing quote or -1."""
-    if pos >= end or p[pos] != 34:
-        return -1
-    pos += 1
-    while pos < end and p[pos] != 34:
-        if p[pos] == 92 or p[pos] < 32:
-            return -1
-        pos += 1
-    return pos if pos < end else -1
-
-
-cdef long long _epoch_ns(const char *p, Py_ssize_t n) noexcept:
-    """v1's ``"1693415330.621700"`` -> ns, or -1."""
-    cdef long long sec = 0, frac = 0
-    cdef Py_ssize_t i = 0, k = 0
-    while i < n and 48 <= p[i] <= 57 and i < 12:
-        sec = sec * 10 + (p[i] - 48)
-        i += 1
-    if i == 0:
-        return -1
-    if i < n:
-        if p[i] != 46:
-            return -1
-        i += 1
-        while i < n and k < 9:
-            if not (48 <= p[i] <= 57):
-                return -1
-            frac = frac * 10 + (p[i] - 48)
-            i += 1
-            k += 1
-        if i != n or k == 0:
-            return -1
-    while k < 9:
-        frac *= 10
-        k += 1
-    return sec * 1000000000 + frac
-
-
-cdef Py_ssize_t _scan_v1(const char *p, Py_ssize_t end, Py_ssize_t *pair_len,
-                         Py_ssize_t *name_at, Py_ssize_t *name_len, long long *crc_out,
-                         long long *ts_out) except -2:
-    """Scan a v1 book update into the span buffer.  Returns the pair's offset (its length in
-    *pair_len, the channel name's offset and length in *name_at/*name_len) or -1 when the
-    frame is not exactly that shape."""
-    global _n_spans
-    cdef Py_ssize_t pos = 0, a, b, c, d
-    cdef int side
-    cdef long long ts = -1, t
-    cdef long long crc = -1
-    _n_spans = 0
-    if end < 10 or p[0] != 91:
-        return -1
-    pos = 1
-    while pos < end and 48 <= p[pos] <= 57:
-        pos += 1
-    if pos == 1 or pos >= end or p[pos] != 44:
-        return -1
-    pos += 1
-    while pos < end and p[pos] == 123:                # one payload object per iteration
-        pos += 1
-        while True:
-            if _lit(p, pos, end, b'"a":[', 5):
-                side = 1
-            elif _lit(p, pos, end, b'"b":[', 5):
-                side = 0
-            elif _lit(p, pos, end, b'"c":"', 5):
-                a = pos + 4
-                b = _plain_string(p, a, end)
-                if b < 0 or b - a - 1 < 1 or b - a - 1 > 10:
-                    return -1
-                crc = 0
-                for c in range(a + 1, b):
-                    if not (48 <= p[c] <= 57):
-                        return -1
-                    crc = crc * 10 + (p[c] - 48)
-                pos = b + 1
-                side = -1
-            else:
-                return -1
-            if side >= 0:
-                pos += 5
-                if pos < end and p[pos] == 93:
-                    pos += 1
-                else:
-                    while True:                       # [ "p","v","t"(,"r") ]
-                        if pos >= end or p[pos] != 91:
-                            return -1
-                        a = pos + 1
-                        b = _plain_string(p, a, end)
-                        if b < 0 or _number(p, a + 1, b) != b or b + 1 >= end or p[b + 1] != 44:
-                            return -1
-                        c = _plain_string(p, b + 2, end)
-                        if c < 0 or _number(p, b + 3, c) != c or c + 1 >= end or p[c + 1] != 44:
-                            return -1
-                        d = _plain_string(p, c + 2, end)
-                        if d < 0:
-                            return -1
-                        t = _epoch_ns(p + c + 3, d - c - 3)
-                        if t < 0:
-                            return -1
-                        if t > ts:
-                            ts = t
-                        _push(side, a + 1, b - a - 1, b + 3, c - b - 3)
-                        pos = d + 1
-                        if _lit(p, pos, end, b',"r"', 4):     # republished level flag
-                            pos += 4
-                        if pos >= end or p[pos] != 93:
-                            return -1
-                        pos += 1
-                        if pos < end and p[pos] == 44:
-                            pos += 1
-                            continue
-                        if pos < end and p[pos] == 93:
-                            pos += 1
-                            break
-                        return -1
-            if pos < end and p[pos] == 44:
-                pos += 1
-                continue
-            if pos < end and p[pos] == 125:
-                pos += 1
-                break
-            return -1
-        if pos < end and p[pos] == 44:
-            pos += 1
-        else:
-            return -1
-    if crc < 0 or _n_spans == 0:
-        return -1
-    a = pos                                           # "book-N","PAIR"]
-    b = _plain_string(p, a, end)
-    if b < 0 or not _lit(p, a, end, b'"book-', 6) or b + 1 >= end or p[b + 1] != 44:
-        return -1
-    c = _plain_string(p, b + 2, end)
-    if c < 0 or c + 2 != end or p[c + 1] != 93:
-        return -1
-    name_at[0] = a + 1
-    name_len[0] = b - a - 1
-    pair_len[0] = c - b - 3
-    crc_out[0] = crc
-    ts_out[0] = ts
-    return b + 3
-
-
-def scan_v1_book_update(bytes frame not None):
-    """``(pair, channel_name, changes, checksum, ts_event)`` for a v1 book update, else None.
-
-    Shape: ``[id,{"a":[[p,v,t(,"r")],...]}(,{"b":[...]}),... "c":"crc"},"book-N","PAIR"]``
-    with every level a list of plain strings; ``changes`` holds ``(side, price, volume)`` text
-    (bytes) in message order, ``ts_event`` is the latest level time in ns.  Snapshots
-    (``"as"``/``"bs"``) and anything unusual return None.
-    """
-    cdef const char *p = PyBytes_AS_STRING(frame)
-    cdef Py_ssize_t pair_len = 0, name_at = 0, name_len = 0
-    cdef long long crc = 0, ts = 0
-    cdef Py_ssize_t pair = _scan_v1(p, PyBytes_GET_SIZE(frame), &pair_len, &name_at,
-                                    &name_len, &crc, &ts)
-    if pair < 0:
-        return None
-    return (PyBytes_FromStringAndSize(p + pair, pair_len).decode(),
-            PyBytes_FromStringAndSize(p + name_at, name_len).decode(), _changes(p), crc, ts)
-
-
-from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
-from cpython.ref cimport Py_DECREF, Py_INCREF
-
-cdef str A_EXCHANGE = "exchange", A_SYMBOL = "symbol", A_NATIVE = "native_symbol"
-cdef str A_DELTA = "delta", A_TS_EVENT = "ts_event", A_TS_RECV = "ts_recv"
-
-
-def new_book_event(type cls, exchange, symbol, native_symbol, delta, ts_event, ts_recv):
-    """``cls(exchange, symbol, native_symbol, delta, ts_event, ts_recv)`` for the frozen,
-    slotted BookUpdate/BookSnapshot dataclasses, set slot by slot from C (the dataclass
-    ``__init__`` costs six Python-level ``object.__setattr__`` calls per event)."""
-    return _new_event(cls, exchange, symbol, native_symbol, delta, ts_event, ts_recv)
-
-
-cdef extern from "structmember.h":
-    ctypedef struct PyMemberDef:
-        int type
-        Py_ssize_t offset
-        int flags
-    enum:
-        T_OBJECT_EX
-        READONLY
-
-cdef extern from "Python.h":
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef *d_member
-    PyTypeObject PyMemberDescr_Type
-
-cdef extern from *:
-    """
-    static inline PyObject *ap_type_alloc(PyTypeObject *t) { return t->tp_alloc(t, 0); }
-    """
-    PyObject *ap_type_alloc(PyTypeObject *t)
-
-cdef tuple _EVENT_FIELDS = (A_EXCHANGE, A_SYMBOL, A_NATIVE, A_DELTA, A_TS_EVENT, A_TS_RECV)
-cdef object _event_cls = None          # the class _event_off describes
-cdef Py_ssize_t _event_off[6]
-
-
-cdef bint _event_layout(type cls) except -1:
-    """Record where ``cls`` keeps its six fields, if they are plain writable object slots
-    (what ``@dataclass(slots=True)`` makes); False for any other layout."""
-    global _event_cls
-    cdef PyMemberDef *m
-    cdef Py_ssize_t i
-    for i in range(6):
-        d = cls.__dict__.get(_EVENT_FIELDS[i])
-        if d is None or type(d) is not <type>&PyMemberDescr_Type:
-            return False
-        m = (<PyMemberDescrObject *>d).d_member
-        if m.type != T_OBJECT_EX or m.flags & READONLY:
-            return False
-        _event_off[i] = m.offset
-    _event_cls = cls
-    return True
-
-
-cdef inline void _put(PyObject *o, Py_ssize_t offset, object value) noexcept:
-    Py_INCREF(value)
-    (<PyObject **>(<char *>o + offset))[0] = <PyObject *>value
-
-
-cdef object _new_event(type cls, exchange, symbol, native_symbol, delta, ts_event, ts_recv):
-    # Straight into the slots of a fresh instance (what object.__new__ plus the member
-    # descriptors' __set__ do, without six attribute lookups); generic setattr otherwise.
-    cdef PyObject *o
-    if cls is _event_cls or _event_layout(cls):
-        o = ap_type_alloc(<PyTypeObject *>cls)
-        if o == NULL:
-            raise MemoryError()
-        _put(o, _event_off[0], exchange)
-        _put(o, _event_off[1], symbol)
-        _put(o, _event_off[2], native_symbol)
-        _put(o, _event_off[3], delta)
-        _put(o, _event_off[4], ts_event)
-        _put(o, _event_off[5], ts_recv)
-        obj = <object>o
-        Py_DECREF(obj)                 # <object> took a second reference to the new one
-        return obj
-    obj = cls.__new__(cls)
-    PyObject_GenericSetAttr(obj, A_EXCHANGE, exchange)
-    PyObject_GenericSetAttr(obj, A_SYMBOL, symbol)
-    PyObject_GenericSetAttr(obj, A_NATIVE, native_symbol)
-    PyObject_GenericSetAttr(obj, A_DELTA, delta)
-    PyObject_GenericSetAttr(obj, A_TS_EVENT, ts_event)
-    PyObject_GenericSetAttr(obj, A_TS_RECV, ts_recv)
-    return obj
+include "_hotpath_v1.pxi"
+include "_hotpath_events.pxi"
 
 
 # ---- scan + apply + verify in one call ------------------------------------------------------

@@ -11,14 +11,11 @@ the test oracle for it.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ProtocolError
 from ._kraken_text import FRAC_SCALE, SECOND_CACHE, level_texts, rfc3339_ns, trade_texts
 from .parser import LIVE
-
-if TYPE_CHECKING:
-    from .kraken import _Sym
 
 __all__ = ["KrakenV2Mixin"]
 
