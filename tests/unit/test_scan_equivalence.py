@@ -145,6 +145,28 @@ def coinbase_frames(rng: random.Random, n: int) -> list[bytes]:
     return out
 
 
+def _binance_trade(rng: random.Random, k: int) -> dict[str, Any]:
+    """A @trade or @aggTrade event (now and then odd), keys in either documented order."""
+    odd = rng.random() < 0.2
+    kind = rng.choice(("trade", "trade", "aggTrade"))
+    data: dict[str, Any] = {"e": kind, "E": 1764230400000 + k,
+                            "s": rng.choice(("BTCUSDT", "ETHUSD", "XYZ")) if odd else "BTCUSDT"}
+    ident = rng.choice((-1, "7", 1.5, 10**19, k)) if odd else 500 + k // 2
+    data["t" if kind == "trade" else "a"] = ident
+    data["p"] = rng.choice(ODD_PRICES) if odd else "100.01000000"
+    data["q"] = rng.choice(("0", ".5", "5.", "1.2.3", 3)) if odd else "0.5"
+    if kind == "aggTrade":
+        data.update(f=k, l=k)
+    elif rng.random() < 0.5:
+        data.update(b=88, a=50)
+    data["T"] = rng.choice((1764230400000, "1", None, 10**17)) if odd else 1764230400000 + k
+    data["m"] = rng.choice((True, False, 1, "true")) if odd else rng.random() < 0.5
+    data["M"] = True
+    if rng.random() < 0.3:
+        data = dict(reversed(list(data.items())))
+    return data
+
+
 def binance_frames(rng: random.Random, n: int) -> Frames:
     """BTCUSDT's REST snapshot, then depth events bare or combined (a few out of order)."""
     uid = 1000
@@ -166,6 +188,8 @@ def binance_frames(rng: random.Random, n: int) -> Frames:
                 "s": rng.choice(("BTCUSDT", "BTCUSDT", "BTCUSDT", "ETHUSD", "XYZ")),
                 "U": first, "u": first + max(levels, 1) - 1, "b": b, "a": a}
         uid = data["u"]
+        if rng.random() < 0.25:
+            data = _binance_trade(rng, k)
         frame = data if rng.random() < 0.5 else {"stream": "btcusdt@depth@100ms", "data": data}
         out.append(("ws", orjson.dumps(frame)))
     return out
@@ -247,6 +271,18 @@ def test_trade_updates_are_taken_by_the_scanner(fixtures_dir: Path, name: str) -
     assert scanned > 50 and parser.trades >= scanned
 
 
+@pytest.mark.parametrize("name", ["generated/binanceus-clean.jsonl",
+                                  "binanceus/2021-04-17-btcusdt.jsonl"])
+def test_binance_trades_are_taken_by_the_scanner(fixtures_dir: Path, name: str) -> None:
+    frames = [f for f in read_frames(fixtures_dir / name) if b'rade","E":' in f]
+    hits = [binance_module._scan_trade(f) for f in frames]
+    assert len(frames) >= 5 and None not in hits
+    parser = BinanceUSParser()
+    for f in read_frames(fixtures_dir / name):
+        parser.feed(f, 1)
+    assert parser.trades == len({(h[0], h[2]) for h in hits})
+
+
 def test_canonical_binance_updates_are_taken_by_the_scanner(fixtures_dir: Path) -> None:
     frames = read_frames(fixtures_dir / "binanceus" / "2021-04-17-btcusdt.jsonl")
     parser = BinanceUSParser(["BTC-USDT"])
@@ -308,7 +344,7 @@ def test_event_maker_builds_the_same_event_as_the_dataclass() -> None:
 GENERATED = {
     "coinbase": (coinbase_module, ("_scan_l2", "_scan_snapshot", "_scan_trades"), coinbase,
                  lambda rng, n: [("ws", f) for f in coinbase_frames(rng, n)]),
-    "binanceus": (binance_module, ("_scan_depth",), binance, binance_frames),
+    "binanceus": (binance_module, ("_scan_depth", "_scan_trade"), binance, binance_frames),
 }
 
 
@@ -331,7 +367,7 @@ def test_paths_agree_on_generated_and_mutated_frames(monkeypatch: pytest.MonkeyP
 CAPTURES = {
     "coinbase": (coinbase_module, ("_scan_l2", "_scan_snapshot", "_scan_trades"), CoinbaseParser,
                  ("coinbase/*.jsonl", "generated/*coinbase*.jsonl")),
-    "binanceus": (binance_module, ("_scan_depth",), BinanceUSParser,
+    "binanceus": (binance_module, ("_scan_depth", "_scan_trade"), BinanceUSParser,
                   ("binanceus/*.jsonl", "generated/binanceus*.jsonl")),
 }
 

@@ -45,3 +45,9 @@ def coinbase_trades(frame: bytes, expected: int, max_trades: int
     """A canonical one-event ``market_trades`` update with ``sequence_num == expected`` whose
     trades pass every check of ``CoinbaseParser._trade`` but the product's: ``(product_id,
     price, size, taker side, trade_id, ts_event, seq)`` per trade in frame order; else None."""
+
+def binance_trade(frame: bytes, max_time_ms: int = ...
+                  ) -> tuple[str, str, int, str, str, str, int] | None:
+    """A canonical ``trade`` / ``aggTrade`` event (bare or combined, keys in any order)
+    passing every check of ``BinanceUSParser._trade`` but the symbol's: ``(native, kind,
+    trade id, price, size, taker side, ts_event)``; else None."""

@@ -36,11 +36,13 @@ from ..events import Event
 from ..symbols import from_native, instrument, stream_name
 from ._http import WeightLimiter, http_get
 from ._scanned import MAKE_BOOK_UPDATE, deliver
-from .base import LIVE, RESYNCING, FeedParser, MarketDataCollector, make_book_update
+from .base import _FRAME_ERRORS, LIVE, RESYNCING, FeedParser, MarketDataCollector, \
+    make_book_update
 from .parser import HOTPATH_MISSING
 
 try:  # the compiled scanner for the hottest frame; a missing build is a loud error
     from ._scan import binance_depth_update as _scan_depth
+    from ._scan import binance_trade as _scan_trade
 except ImportError as exc:
     raise ImportError(HOTPATH_MISSING) from exc
 # Test-oracle switch, not a fallback: setting ``_scan_depth`` to None (the unit tests
@@ -139,6 +141,14 @@ class BinanceUSParser(FeedParser):
                               self._bridge, self.max_levels, MAKE_BOOK_UPDATE, ts_recv)
             if hit is not None:
                 deliver(self, hit, "depth", ts_recv)
+                return
+            trade = _scan_trade(frame)           # validated in C but for the symbol
+            if trade is not None:
+                self.messages += 1
+                try:
+                    self._emit_trade(self._book(trade[0]), *trade, ts_recv)
+                except _FRAME_ERRORS as exc:
+                    self.frame_error(exc, ts_recv)
                 return
         FeedParser.feed(self, frame, ts_recv)
 
@@ -341,13 +351,18 @@ class BinanceUSParser(FeedParser):
             body = text.replace(".", "", 1)
             if not (body.isdigit() and body.isascii() and body.strip("0")):
                 raise ProtocolError(f"bad_{name}", f"{name} {text!r:.40}")
+        self._emit_trade(book, msg["s"], kind, tid, price, size, "sell" if maker else "buy",
+                         ts_ms * 1_000_000, ts_recv)
+
+    def _emit_trade(self, book: OrderBook, native: str, kind: str, tid: int, price: str,
+                    size: str, side: str, ts_event: int, ts_recv: int) -> None:
+        """Emit one validated trade (``on_trade`` dedupes by id and counts id jumps)."""
         symbol = book.symbol
         self.touch(kind)
         if self._trade_kind.setdefault(symbol, kind) != kind:
             self.ignored_trades += 1        # @trade and @aggTrade ids are different chains
             return
-        self.on_trade(symbol, msg["s"], price, size, "sell" if maker else "buy", str(tid),
-                      ts_ms * 1_000_000, ts_recv, tid)
+        self.on_trade(symbol, native, price, size, side, str(tid), ts_event, ts_recv, tid)
 
 
 class BinanceUSCollector(MarketDataCollector):
