@@ -45,6 +45,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from .._book import OrderBook
 from ..events import Event
+from ._fastws import FastClientConnection
 from .parser import (  # noqa: F401 - re-exported: exchanges import these from .base
     _FRAME_ERRORS,
     LIVE,
@@ -206,7 +207,7 @@ class MarketDataCollector:
             async with connect(self.url, ping_interval=self.ping_interval,
                                ping_timeout=self.ping_timeout, open_timeout=self.open_timeout,
                                close_timeout=self.close_timeout, max_size=self.max_frame, compression=None,
-                               max_queue=None) as ws:
+                               max_queue=None, create_connection=FastClientConnection) as ws:
                 self._ws, self.connected = ws, True
                 watchdog = asyncio.get_running_loop().create_task(self._watchdog(ws))
                 try:

@@ -1,0 +1,154 @@
+"""A faster frame parser for the collectors' ``websockets`` client connections.
+
+``websockets`` parses every incoming frame through a chain of generator-based coroutines
+(``Frame.parse`` -> three ``read_exact`` calls, an ``Opcode`` enum lookup, ``frame.check()``),
+about 5-8 µs per frame in CPython; at tens of thousands of exchange messages per second that
+is one of the largest costs of the server's read loop (see ``scripts/load-test ramp`` and the
+README's profile notes).  Exchange feeds are almost only *simple* frames: final, unmasked,
+text or binary, no extension, a 7- or 16-bit length.  :class:`FastClientProtocol` slices every
+complete simple frame straight out of the reader's buffer in one loop and hands it to
+``recv_frame`` exactly as ``websockets`` would; anything else (control frames, fragments, RSV
+bits, 64-bit lengths, an oversized payload, an incomplete frame at end of stream) goes through
+the unchanged ``websockets`` path, so pings, pongs, the closing handshake, limits and errors
+behave as before.
+
+Use ``connect(..., create_connection=FastClientConnection)``.  Written against websockets 13-17
+(``Protocol.parse``'s structure, ``StreamReader.buffer``); a different major version falls back
+to the stock classes (:data:`FAST` is False).
+"""
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.client import ClientProtocol
+from websockets.exceptions import PayloadTooBig, ProtocolError
+from websockets.frames import BINARY, TEXT, CloseCode, Frame
+from websockets.protocol import Protocol
+
+__all__ = ["FAST", "FastClientConnection", "FastClientProtocol"]
+
+FAST = websockets.__version__.split(".")[0] in {"13", "14", "15", "16", "17"}
+
+
+class _FastFrames(Protocol):
+    """``Protocol.parse`` with a fast loop for complete simple frames in front of it."""
+
+    def _simple_frames(self) -> bool:
+        """Take every complete simple frame at the head of the buffer; True if any."""
+        buf = self.reader.buffer
+        n = len(buf)
+        if n < 2 or self.extensions or self.current_size is not None:
+            return False
+        limit = self.max_message_size
+        pos = 0
+        # What recv_frame does with a final text/binary frame when no fragmented message is in
+        # progress (checked above): append it to the events.
+        append = self.events.append
+        while n - pos >= 2:
+            b1 = buf[pos]
+            if b1 != 0x81 and b1 != 0x82:       # FIN + text/binary, no RSV bits
+                break
+            length = buf[pos + 1]
+            if length >= 126:                   # bit 7 set = masked (refused by websockets)
+                if length != 126 or n - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                start = pos + 4
+            else:
+                start = pos + 2
+            end = start + length
+            if end > n or (limit is not None and length > limit):
+                break
+            append(Frame(TEXT if b1 == 0x81 else BINARY, bytes(buf[start:end])))
+            pos = end
+        if pos:
+            del buf[:pos]
+            return True
+        return False
+
+    def _waiting_for_simple(self) -> bool:
+        """The buffer starts with a simple frame, within the size limit, not complete yet."""
+        buf = self.reader.buffer
+        n = len(buf)
+        if (n == 0 or self.reader.eof or self.extensions or self.current_size is not None
+                or (buf[0] != 0x81 and buf[0] != 0x82)):
+            return False
+        if n < 2:
+            return True
+        length = buf[1]
+        if length > 126:                        # masked, or a 64-bit length: websockets' path
+            return False
+        header = 2
+        if length == 126:
+            if n < 4:
+                return True
+            length, header = (buf[2] << 8) | buf[3], 4
+        limit = self.max_message_size
+        if limit is not None and length > limit:
+            return False                        # websockets' path raises PayloadTooBig
+        return header + length > n
+
+    def parse(self) -> Generator[None]:
+        # The structure and error handling of websockets' Protocol.parse, with the fast loop
+        # tried first on every step.
+        try:
+            while True:
+                if self._simple_frames():
+                    continue
+                if (yield from self.reader.at_eof()):
+                    raise EOFError("unexpected end of stream")
+                if self._waiting_for_simple():
+                    yield                       # more data will complete it
+                    continue
+                max_size = None
+                if self.max_message_size is not None:
+                    if self.current_size is None:
+                        max_size = self.max_message_size
+                    else:
+                        max_size = self.max_message_size - self.current_size
+                if self.max_fragment_size is not None:
+                    max_size = self.max_fragment_size if max_size is None else min(
+                        max_size, self.max_fragment_size)
+                frame = yield from Frame.parse(self.reader.read_exact, mask=False,
+                                               max_size=max_size, extensions=self.extensions)
+                self.recv_frame(frame)
+        except ProtocolError as exc:
+            self.fail(CloseCode.PROTOCOL_ERROR, str(exc))
+            self.parser_exc = exc
+        except EOFError as exc:
+            self.fail(CloseCode.ABNORMAL_CLOSURE, str(exc))
+            self.parser_exc = exc
+        except UnicodeDecodeError as exc:
+            self.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+            self.parser_exc = exc
+        except PayloadTooBig as exc:
+            exc.set_current_size(self.current_size)
+            self.fail(CloseCode.MESSAGE_TOO_BIG, str(exc))
+            self.parser_exc = exc
+        except Exception as exc:  # noqa: BLE001 - as websockets: fail the connection
+            self.logger.error("parser failed", exc_info=True)
+            self.fail(CloseCode.INTERNAL_ERROR)
+            self.parser_exc = exc
+        yield
+        raise AssertionError("parse() shouldn't step after error")
+
+
+class FastClientProtocol(ClientProtocol, _FastFrames):
+    """``ClientProtocol`` (handshake unchanged) whose frame parsing is :class:`_FastFrames`'s:
+    ``ClientProtocol.parse`` ends in ``super().parse()``, which the MRO resolves to it."""
+
+
+class FastClientConnection(ClientConnection):
+    """A ``ClientConnection`` whose protocol parses frames with :class:`FastClientProtocol`."""
+
+    def __init__(self, protocol: ClientProtocol, *args: Any, **kwargs: Any) -> None:
+        if FAST and type(protocol) is ClientProtocol:
+            # The factory in websockets' connect() builds a plain ClientProtocol; nothing has
+            # been received yet, so its parser can be restarted as the fast one.
+            protocol.__class__ = FastClientProtocol
+            protocol.parser = protocol.parse()
+            next(protocol.parser)
+        super().__init__(protocol, *args, **kwargs)
