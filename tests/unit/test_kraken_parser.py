@@ -201,6 +201,8 @@ def test_other_layouts_take_the_general_path() -> None:
     (b'"just a string"', "unexpected_message"),
     (b'{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD","bids":[' +
      b",".join([b'{"price":1.0,"qty":1.0}'] * 6000) + b'],"asks":[],"checksum":0}]}', "too_many_levels"),
+    # the canonical update shape too: the scanners stop at MAX_LEVELS, the general path rejects
+    (_book_frame("update", ",".join(['{"price":1.0,"qty":1.0}'] * 5001), "", 0), "too_many_levels"),
 ])
 def test_hostile_frames_are_rejected_and_counted(frame: bytes, reason: str,
                                                  fixtures_dir: Path, fast_path: str) -> None:

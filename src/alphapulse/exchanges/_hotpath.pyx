@@ -33,6 +33,11 @@ from alphapulse._book cimport (AP_DEC_OK, Delta, OrderBook, ap_change, ap_parse_
 # Where a scanner found one level's number texts: offsets into the frame.  The scanners fill
 # one module-wide buffer (the GIL serialises them and nothing else runs between a scan and
 # its use), so a frame costs no allocation unless it has more levels than any before it.
+# Past MAX_LEVELS a frame is not taken (the general path rejects it as too_many_levels, as
+# kraken's MAX_LEVELS says), which also bounds the buffer.
+cdef enum:
+    MAX_LEVELS = 5000
+
 ctypedef struct _span:
     Py_ssize_t price, price_len, size, size_len
     int side
@@ -44,9 +49,12 @@ cdef Py_ssize_t _n_spans = 0
 
 cdef int _push(int side, Py_ssize_t price, Py_ssize_t price_len, Py_ssize_t size,
                Py_ssize_t size_len) except -1:
+    """Record one level; 1 when the frame has too many levels to take."""
     global _spans, _spans_cap, _n_spans
     cdef _span *grown
     cdef Py_ssize_t cap
+    if _n_spans >= MAX_LEVELS:
+        return 1
     if _n_spans == _spans_cap:
         cap = 2 * _spans_cap if _spans_cap else 64
         grown = <_span *>realloc(_spans, <size_t>cap * sizeof(_span))
@@ -130,7 +138,8 @@ cdef Py_ssize_t _levels(const char *p, Py_ssize_t pos, Py_ssize_t end, int side)
         b = _number(p, a + 7, end)
         if b < 0 or b >= end or p[b] != 125:
             return -1
-        _push(side, pos, a - pos, a + 7, b - a - 7)
+        if _push(side, pos, a - pos, a + 7, b - a - 7):
+            return -1
         pos = b + 1
         if pos < end and p[pos] == 44:
             pos += 1

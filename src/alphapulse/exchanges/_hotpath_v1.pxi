@@ -103,7 +103,8 @@ cdef Py_ssize_t _scan_v1(const char *p, Py_ssize_t end, Py_ssize_t *pair_len,
                             return -1
                         if t > ts:
                             ts = t
-                        _push(side, a + 1, b - a - 1, b + 3, c - b - 3)
+                        if _push(side, a + 1, b - a - 1, b + 3, c - b - 3):
+                            return -1
                         pos = d + 1
                         if _lit(p, pos, end, b',"r"', 4):     # republished level flag
                             pos += 4

@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ProtocolError
-from ._kraken_text import FRAC_SCALE, SECOND_CACHE, level_texts, rfc3339_ns, trade_texts
+from ._kraken_text import (FRAC_SCALE, MAX_LEVELS, SECOND_CACHE, level_texts, rfc3339_ns,
+                           trade_texts)
 from .parser import LIVE
 
 __all__ = ["KrakenV2Mixin"]
@@ -111,8 +112,8 @@ class KrakenV2Mixin:
         j = frame.find(b'],"asks":[', i)
         k = frame.find(b'],"checksum":', j)
         t = frame.find(b',"timestamp":"', k)
-        if j < 0 or k < 0 or t < 0:
-            return False
+        if j < 0 or k < 0 or t < 0 or frame.count(b'{"price":', i, k) > MAX_LEVELS:
+            return False                # (too many levels: the general path rejects it)
         self.activity["book"] += 1
         book = st.book
         if self._states.get(st.inst.symbol) != LIVE:
