@@ -132,12 +132,7 @@ cdef object _apply(OrderBook book, Py_ssize_t n):
     book._reserve_scratch(n)
     if n:
         memcpy(book.scratch, _buf, <size_t>n * sizeof(ap_change))
-    book.sequence += 1
-    try:
-        return book._apply_parsed(n, True)
-    except BaseException:
-        book.sequence -= 1
-        raise
+    return book._apply_scratch(n)
 
 
 cdef tuple _entry(const uchar *p, Py_ssize_t pos, Py_ssize_t q, dict table):
