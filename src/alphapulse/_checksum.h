@@ -3,20 +3,22 @@
  *
  * Why: the collector verifies a checksum after every message, and a from-scratch checksum
  * formats 40 numbers and CRCs ~300 bytes, which was the largest single cost of a Kraken book
- * message (formatting was two thirds of it).  Most messages change one or two levels of one
- * side, so this cache keeps, per side, the last top-10 levels, their digit text and its CRC:
+ * message.  Most messages change one or two levels of one side, so this cache keeps, per
+ * side, the last top-10 levels, their digit text and its CRC:
  *
  *   - a side whose top 10 did not change costs a 10-level comparison and nothing else, and
  *     when neither side changed the last checksum is returned as it is;
  *   - a change at level j keeps the text of levels 0..j-1; levels after it that only moved (an
  *     insert or delete above them shifts them) reuse their cached text instead of being
  *     formatted again, so a typical message formats one or two numbers, not forty;
- *   - the changed side's ~150 bytes are CRC'd again in one slicing-by-8 pass.  (Keeping the
- *     CRC register at every level boundary, to restart from the changed level, was measured
- *     slower: one ~15-byte level at a time spends its time in the byte-wise tails);
+ *   - the changed side's ~150 bytes are CRC'd again in one slicing-by-8 pass.  (Restarting
+ *     from the changed level would need the CRC register at every level boundary, i.e. CRC
+ *     ~15 bytes at a time, mostly in the byte-wise tail loop; one pass keeps it simple and
+ *     the cost small next to the formatting it saves);
  *   - asks and bids are CRC'd separately and joined with zlib's crc32_combine identity,
  *     crc(A || B) = (crc(A) * x^(8|B|) mod P) ^ crc(B), so an ask change never re-CRCs the
- *     bids and vice versa (x^(8n) mod P comes from a table, one carry-less multiply joins them).
+ *     bids and vice versa (x^(8n) mod P comes from a table; one branch-free GF(2) multiply
+ *     joins them, and is skipped while the asks and the bids text length stay the same).
  *
  * The cache is a pure memo of the levels it was computed from (it compares every cached key
  * and size with the book's current top before trusting anything), so no mutation path has to
