@@ -52,6 +52,11 @@ async def test_collector_follows_looped_passes(exchange: str, fixtures_dir: Path
                 await asyncio.sleep(0.05)
             assert server.looping == 1, server.error
             await asyncio.sleep(0.3)                # idle at rate 0: a few heartbeats
+            truth = _end_book(exchange, path)
+            for _ in range(200):                    # the collector has read the whole pass
+                if collector.books.get("BTC-USD") == truth:
+                    break
+                await asyncio.sleep(0.05)
             first_pass = len(events)
             server.rate = 20_000
             while server.counters["passes"] < 4:
@@ -85,6 +90,7 @@ async def test_pass_boundary_restores_the_capture_end_state(exchange: str,
     from alphapulse.replay.loop import build_looper
 
     path = fixtures_dir / "generated" / f"{CAPTURES[exchange]}.jsonl"
+    truth = _end_book(exchange, path)
     async with paced(exchange, [path]) as server:
         collector = get_collector(exchange)(["BTC-USD"], url=server.ws_url,
                                             rest_url=server.rest_url)
@@ -96,11 +102,16 @@ async def test_pass_boundary_restores_the_capture_end_state(exchange: str,
                 await asyncio.sleep(0.05)
             assert server.looping == 1, server.error
             (session,) = server.sessions
+            for _ in range(200):                    # the collector has read the whole pass
+                book = collector.books.get("BTC-USD")
+                if book is not None and book == truth:
+                    break
+                await asyncio.sleep(0.05)
             end = collector.books["BTC-USD"].copy()
         finally:
             await collector.stop()
             task.cancel()
-    assert end == _end_book(exchange, path)
+    assert end == truth
     # Offline: render two passes and feed them to a parser already at the end state.
     parser = collector.parser
     looper = build_looper(server, session, server.last_recorded)

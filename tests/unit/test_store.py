@@ -180,3 +180,15 @@ def test_pending_fold_equals_recomputed_with_reads_between(steps) -> None:
         live = [bar.key() for bar in store.ohlcv("coinbase", "BTC-USD", interval)]
         assert live == [b.key() for b in store.recompute_ohlcv("coinbase", "BTC-USD", interval)]
         assert sum(bar[-1] for bar in live) == len(steps)
+
+
+def test_late_trade_after_pending_keeps_arrival_order_between_equal_prices() -> None:
+    # Found by the property above: "0.0000011" arrives (new minute, pending), then a late
+    # "0.00000110" for the older minute; the 15m high must keep the first text received.
+    store = TradeStore()
+    for i, (offset, price) in enumerate([(0, "0.00000001"), (40 * SEC, "0.0000011"),
+                                         (0, "0.00000110")]):
+        store.add(trade(i, BASE + offset, price, "0.00000001"))
+    for interval in INTERVALS:
+        assert [b.key() for b in store.ohlcv("coinbase", "BTC-USD", interval)] == \
+            [b.key() for b in store.recompute_ohlcv("coinbase", "BTC-USD", interval)]

@@ -284,8 +284,9 @@ class _Series:
             if start == pending.start:
                 finest.add(price, size, ts)
                 return
-            if start < pending.start:             # late: straight into every interval
-                for bars in self.bars.values():
+            if start < pending.start:             # late: straight into every interval,
+                self.fold()                       # after the pending trades (arrival order
+                for bars in self.bars.values():   # decides between equal prices' texts)
                     bars.add(price, size, ts)
                 return
             self.fold()
