@@ -14,7 +14,8 @@ messages/s (the server's own counters), p50/p99/max receipt-to-publication over 
 the window, the server's CPU % and RSS (with its children in ``--processes 2``), the driver's
 CPU % (replay processes + this one) and the frames the driver could not send on time.  The ramp
 stops after the first step whose p99 exceeds the budget or whose ingested rate falls below 90 %
-of the target (the server, or the driver, saturated).
+of the target (the server, or the driver, saturated); the highest *sustained* step is the
+highest within the budget that ingested at least 97 % of its target.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from alphapulse import feed as feedmod
 from alphapulse.errors import ProducerGone, RingOverrun
 from loadlib import CAPTURES, FIXTURES, Server
 
+SUSTAINED = 0.97       # a step keeps up when it ingests at least this share of the target
 _HDR = struct.Struct("<xB3xxxxxxxxxqq")     # type, ts_recv, ts_pub (wire.py header)
 _TRADE, _SNAPSHOT, _DELTA = 1, 2, 3
 
@@ -256,15 +258,19 @@ def ramp(args: argparse.Namespace) -> dict[str, Any]:
         problems = _problems(server.port)
         if problems:
             print(f"server gaps/rejections/reconnects: {problems}", file=sys.stderr)
-    ok = [r for r in rows if r["p99_us"] <= args.budget_us and r["ingested_per_s"] >= 0.9 * r["target"]]
+    # Sustained: within the latency budget and keeping up (a server that ingests less than
+    # what is sent is accumulating a backlog in the socket buffers, whatever its p99 says).
+    ok = [r for r in rows if r["p99_us"] <= args.budget_us
+          and r["ingested_per_s"] >= SUSTAINED * r["target"]]
     best = max(ok, key=lambda r: r["ingested_per_s"]) if ok else None
     mode = "two processes" if args.processes == 2 else "one process"
     print(f"Server: {mode}; trade share {args.trade_share:g}; {args.seconds:g} s per step\n")
-    print("| target msgs/s | trades/s | book msgs/s | p50 µs | p99 µs | max µs | server CPU % "
-          "| RSS MiB | driver CPU % |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| target msgs/s | ingested % | trades/s | book msgs/s | p50 µs | p99 µs | max µs "
+          "| server CPU % | RSS MiB | driver CPU % |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['target']:,.0f} | {r['trades_per_s']:,} | {r['book_msgs_per_s']:,} | "
+        print(f"| {r['target']:,.0f} | {100 * r['ingested_per_s'] / r['target']:.1f} | "
+              f"{r['trades_per_s']:,} | {r['book_msgs_per_s']:,} | "
               f"{r['p50_us']} | {r['p99_us']} | {r['max_us']:,} | {r['cpu_pct']} | "
               f"{r['rss_mib']} | {r['driver_cpu_pct']} |")
     if best:
