@@ -2,7 +2,8 @@
 
 * ramp: two short rate steps from the paced, looping fake exchanges: every record measured,
   p99 receipt->publication reported, no gap/rejection/reconnect in the looped stream;
-* soak: 20 s of replay with RSS sampled every 2 s: bounded (no growth beyond 64 MiB).
+* soak: 20 s at 2,000 msgs/s with RSS sampled every 2 s: bounded (no growth beyond 64 MiB),
+  no gap, rejection or reconnect.
 
 Scenario 8 (``scripts/load-test clients``, many and stalled WebSocket clients) is in
 tests/stress/test_ws_clients.py.
@@ -53,9 +54,11 @@ def test_ramp_steps_measure_every_record(tmp_path: Path) -> None:
 
 def test_soak_short_rss_bounded(tmp_path: Path) -> None:
     result = _run(tmp_path, "soak", "--minutes", str(20 / 60), "--sample-s", "2",
-                  "--speed", "20")
+                  "--rate", "2000")
     assert result["samples"] >= 8
     assert result["growth_after_warmup_mib"] < 64, result
+    assert 0 < result["server_cpu_pct"] < 200, result
+    assert not any(result["problems"].values()), result   # no gap, rejection or reconnect
 
 
 @pytest.mark.slow
