@@ -48,8 +48,9 @@ def check_record(rec: bytes) -> int:
 
 # ---- workers (module level for spawn) --------------------------------------------------------
 
-def _fan_writer(paths: list[str], count: int, policy: str, ready, go, result) -> None:
-    fan = ring.Fanout(CAP, policy=policy)
+def _fan_writer(paths: list[str], count: int, policy: str, ready, go, result,
+                capacity: int = CAP) -> None:
+    fan = ring.Fanout(capacity, policy=policy)
     writers = [fan.add(p) for p in paths]
     ready.set()
     while not all(w.reader_attached for w in writers):
@@ -193,14 +194,15 @@ def _stop(*procs) -> None:
 def test_three_readers_crc_no_loss_no_reorder(shm_dir, spawn, count):
     paths = [str(shm_dir / f"crc{i}") for i in range(3)]
     ready, go, result = spawn.Event(), spawn.Event(), spawn.Queue()
-    writer = _start(spawn, _fan_writer, paths, count, "lossless", ready, go, result)
+    written = spawn.Queue()    # the writer's own queue: results of several processes race
+    writer = _start(spawn, _fan_writer, paths, count, "lossless", ready, go, written)
     readers = []
     try:
         assert ready.wait(60)
         idle = spawn.Event()                     # kept referenced until the children have it
         readers = [_start(spawn, _crc_reader, p, 0, idle, idle, result) for p in paths]
         go.set()
-        dropped = result.get(timeout=600)
+        dropped = written.get(timeout=600)
         outcomes = [result.get(timeout=600) for _ in readers]
         assert dropped == [0, 0, 0]
         for path, got, overruns, errors in outcomes:
@@ -249,11 +251,14 @@ def test_kill9_mid_write_restart_seen_and_readers_recover(shm_dir, spawn):
 
 def test_lagging_reader_one_exact_overrun_others_unaffected(shm_dir, spawn):
     paths = [str(shm_dir / f"lag{i}") for i in range(3)]
-    # ~10x capacity while the lagging reader sleeps: records average ~512 bytes
-    count = 20 * CAP // 512 * 2 + 2000
+    # ~10x capacity while the lagging reader sleeps: records average ~512 bytes.  1 MiB rings:
+    # at the paced ~16 MB/s a healthy reader may be descheduled for ~60 ms and lose nothing.
+    cap = 1 << 20
+    count = 20 * cap // 512 * 2 + 2000
     ready, go, result = spawn.Event(), spawn.Event(), spawn.Queue()
     resume, paused = spawn.Event(), spawn.Event()
-    writer = _start(spawn, _fan_writer, paths, count, "drop", ready, go, result)
+    written = spawn.Queue()    # the writer's own queue: results of several processes race
+    writer = _start(spawn, _fan_writer, paths, count, "drop", ready, go, written, cap)
     readers = []
     try:
         assert ready.wait(60)
@@ -261,7 +266,7 @@ def test_lagging_reader_one_exact_overrun_others_unaffected(shm_dir, spawn):
                    for i, p in enumerate(paths)]
         go.set()
         assert paused.wait(60)
-        dropped = result.get(timeout=120)          # the writer finished while one reader slept
+        dropped = written.get(timeout=120)         # the writer finished while one reader slept
         resume.set()
         outcomes = sorted([result.get(timeout=120) for _ in readers])
         lag, *others = outcomes
