@@ -124,6 +124,7 @@ async def test_slow_client_deadline_at_low_traffic(fixtures_dir: Path,
                 assert closed_after < 5.0, closed_after
                 assert runtime.ws.stats["overflow_closed"] == 0      # the clock did it, not the queue
                 assert runtime.ws.stats["slow_closed"] == 1
+                assert runtime.health()["websocket"]["slow_clients_closed"] == 1
                 # The healthy client keeps receiving deltas in sequence.
                 seq = (await _next(healthy, "delta"))["sequence"]
                 for _ in range(5):

@@ -54,7 +54,7 @@ def report(runtime: Any) -> dict[str, Any]:
         "store": {"trades": sum(n for _, _, n, _ in runtime.store.sizes()),
                   "series": len(runtime.store.keys()), "capacity": runtime.store.capacity},
         "websocket": {"clients": runtime.ws.stats["clients"],
-                      "slow_clients_closed": runtime.ws.stats["overflow_closed"]},
+                      "slow_clients_closed": runtime.ws.stats["slow_closed"]},
         "redis": None,
     }
     degraded = False
