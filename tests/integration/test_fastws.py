@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -51,18 +52,20 @@ async def _collect(url: str, n: int, *, fast: bool = True, **kw: object) -> tupl
     return got, kind
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 7, 64, 1 << 20])
-async def test_same_messages_at_every_split(chunk: int) -> None:
-    raw = _raw(MESSAGES)
-
+def _split_writer(raw: bytes, chunk: int):  # noqa: ANN202 - a websockets handler
+    """A server handler writing ``raw`` in ``chunk``-byte pieces, then waiting for the close."""
     async def handler(ws: ServerConnection) -> None:
         for i in range(0, len(raw), chunk):
             ws.transport.write(raw[i:i + chunk])
             if chunk < 64 and i % 512 == 0:
                 await asyncio.sleep(0)          # really arrives in pieces
         await ws.wait_closed()
+    return handler
 
-    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64, 1 << 20])
+async def test_same_messages_at_every_split(chunk: int) -> None:
+    async with serve(_split_writer(_raw(MESSAGES), chunk), "127.0.0.1", 0, compression=None) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         got, kind = await _collect(f"ws://127.0.0.1:{port}", len(MESSAGES), max_size=1 << 20)
     assert kind is FastClientProtocol
@@ -132,3 +135,78 @@ async def test_same_as_stock_websockets_on_random_traffic() -> None:
         stock, kind = await _collect(url, len(messages), fast=False)
     assert kind is not FastClientProtocol
     assert fast == stock == messages
+
+
+# ---- recv_batch: the collectors' read call --------------------------------------------------
+async def _collect_batches(url: str, n: int, **kw: object) -> list[list[tuple[bytes, int]]]:
+    batches: list[list[tuple[bytes, int]]] = []
+    async with connect(url, compression=None, max_queue=None,
+                       create_connection=FastClientConnection, **kw) as ws:  # type: ignore[arg-type]
+        assert isinstance(ws, FastClientConnection)
+        while sum(map(len, batches)) < n:
+            batches.append(await ws.recv_batch())
+    return batches
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 20])
+async def test_recv_batch_same_messages_at_every_split(chunk: int) -> None:
+    async with serve(_split_writer(_raw(MESSAGES), chunk), "127.0.0.1", 0, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        before = time.time_ns()
+        batches = await _collect_batches(f"ws://127.0.0.1:{port}", len(MESSAGES),
+                                         max_size=1 << 20)
+        after = time.time_ns()
+    flat = [item for batch in batches for item in batch]
+    assert [data for data, _ in flat] == [m if isinstance(m, bytes) else m.encode()
+                                          for m in MESSAGES]
+    stamps = [ts for _, ts in flat]
+    assert stamps == sorted(stamps) and before <= stamps[0] and stamps[-1] <= after
+    if chunk == 1 << 20:
+        assert max(map(len, batches)) > 1       # buffered messages come out together
+
+
+async def test_recv_batch_stamps_the_socket_read_not_the_handover() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        ws.transport.write(_frame(b"a") + _frame(b"b"))
+        await asyncio.sleep(0.15)
+        ws.transport.write(_frame(b"c") + _frame(b"d", fin=False) + _frame(b"e", opcode=0x0))
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}", compression=None,
+                           create_connection=FastClientConnection) as ws:
+            assert await ws.recv() == "a"       # recv() and recv_batch() mix
+            await asyncio.sleep(0.4)            # everything else is buffered by now
+            handover = time.time_ns()
+            got = await ws.recv_batch()
+            got += await ws.recv_batch()        # the fragmented message comes on its own
+    assert [data for data, _ in got] == [b"b", b"c", b"de"]
+    (_, t_b), (_, t_c), (_, t_de) = got
+    assert t_c - t_b >= 100_000_000             # two socket reads 150 ms apart
+    assert t_de == t_c                          # delivered by the same read
+    assert t_de < handover - 200_000_000        # stamped on arrival, not when handed over
+
+
+async def test_recv_batch_pings_fragments_and_close() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        ws.transport.write(_frame(b"one") + _frame(b"frag-", fin=False)
+                           + _frame(b"", opcode=0x9)
+                           + _frame(b"ment", opcode=0x0) + _frame(b"two"))
+        pong = await ws.ping(b"are you there")
+        await asyncio.wait_for(pong, 5)
+        await ws.send(["it", "er", "able"])
+        ws.transport.write(_frame(b"last"))
+        await ws.close(4001, "bye")
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        got: list[bytes] = []
+        async with connect(f"ws://127.0.0.1:{port}", compression=None,
+                           create_connection=FastClientConnection) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    got += [data for data, _ in await ws.recv_batch()]
+            assert not ws._stamps                # nothing left behind
+    assert got == [b"one", b"frag-ment", b"two", b"iterable", b"last"]
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001

@@ -234,23 +234,24 @@ class MarketDataCollector:
         finally:
             self._ws, self.connected = None, False
 
-    async def _session(self, ws: ClientConnection) -> None:
+    async def _session(self, ws: FastClientConnection) -> None:
         parser, feed, recorder = self.parser, self.parser.feed, self.recorder
         snapshots_before = parser.snapshots
         await self.on_connected(ws)
-        recv = ws.recv
+        # One await per socket read: recv_batch hands over every message already received,
+        # each stamped with the time of the socket read that delivered it.
+        recv_batch = ws.recv_batch
         while True:
-            frame = await recv(decode=False)
-            ts = time.time_ns()
-            self.last_message_ts = ts / 1e9
-            if recorder is not None:
-                recorder.write(frame, ts)
-            feed(frame, ts)
-            if parser.pending_resync:
-                await self.resync(ws, parser.take_resyncs())
-            if snapshots_before >= 0 and parser.snapshots > snapshots_before:
-                self.backoff.reset()            # a connection that synced is a healthy one
-                snapshots_before = -1
+            for frame, ts in await recv_batch():
+                self.last_message_ts = ts / 1e9
+                if recorder is not None:
+                    recorder.write(frame, ts)
+                feed(frame, ts)
+                if parser.pending_resync:
+                    await self.resync(ws, parser.take_resyncs())
+                if snapshots_before >= 0 and parser.snapshots > snapshots_before:
+                    self.backoff.reset()        # a connection that synced is a healthy one
+                    snapshots_before = -1
 
     async def _resync_soon(self, ws: ClientConnection) -> None:
         try:
