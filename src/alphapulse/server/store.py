@@ -6,7 +6,7 @@ object each (two timestamps, the side, then price / size / trade id as the excha
 because a slotted ``Trade`` with its separate strings costs ~4x the memory, and 3 exchanges x
 10 symbols x 100,000 trades must stay well under the service's memory budget.
 
-Bars for 1m/5m/15m/1h/1d are updated on every trade with exact decimal arithmetic
+Bars for 1m/5m/15m/1h/1d (:mod:`.bars`) are updated on every trade with exact decimal arithmetic
 (``decimal.Decimal`` in a context wide enough that additions never round), so a bar always equals
 -- digit for digit -- the bar :meth:`TradeStore.recompute_ohlcv` builds from the stored trades
 (for every bar whose trades are all still stored).  Bars are bounded separately
@@ -24,30 +24,21 @@ from __future__ import annotations
 
 import struct
 import time
-from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from decimal import Context, Decimal, Inexact, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from functools import reduce
 
 from ..events import Trade
+from .bars import EXACT, INTERVALS, Bar, Bars
 
-#: Supported bar intervals and their length in nanoseconds.
-INTERVALS: dict[str, int] = {
-    "1m": 60 * 10**9,
-    "5m": 300 * 10**9,
-    "15m": 900 * 10**9,
-    "1h": 3600 * 10**9,
-    "1d": 86400 * 10**9,
-}
+__all__ = ["DEFAULT_CAPACITY", "DEFAULT_MAX_BARS", "INTERVALS", "Bar", "TradeSlice", "TradeStore"]
+
 DEFAULT_CAPACITY = 100_000
 DEFAULT_MAX_BARS = 10_000
 RATE_WINDOW_S = 60
 
-# Exact arithmetic: 60 significant digits hold any sum of exchange sizes, and trapping Inexact
-# turns a would-be rounding into an error instead of a silently wrong volume.
-_EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
 
 _HEAD = struct.Struct("<qqB")       # ts_event, ts_recv, side (0 buy, 1 sell)
 _TS_EVENT = struct.Struct("<q")     # the record's first field, read alone by time searches
@@ -101,123 +92,6 @@ class TradeSlice:
         return out
 
 
-@dataclass(slots=True)
-class Bar:
-    """One OHLCV bar.  Prices keep the exchange's decimal text; ``volume`` is an exact sum."""
-
-    start: int              # window start, ns since the epoch
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-    trades: int
-    open_ts: int            # ts_event of the opening / closing trade (tie-break state)
-    close_ts: int
-
-    def to_json(self, interval: str) -> dict[str, object]:
-        return {
-            "timestamp": self.start / 1e9,
-            "start": self.start,
-            "end": self.start + INTERVALS[interval],
-            "open": str(self.open),
-            "high": str(self.high),
-            "low": str(self.low),
-            "close": str(self.close),
-            "volume": str(self.volume),
-            "trades": self.trades,
-        }
-
-    def key(self) -> tuple[object, ...]:
-        """The observable values (for equality checks against a recomputation)."""
-        return (self.start, str(self.open), str(self.high), str(self.low), str(self.close),
-                str(self.volume), self.trades)
-
-
-class _Bars:
-    """Bars of one interval for one (exchange, symbol): a dict plus the sorted window starts."""
-
-    __slots__ = ("width", "max_bars", "by_start", "starts", "dropped")
-
-    def __init__(self, width: int, max_bars: int) -> None:
-        self.width = width
-        self.max_bars = max_bars
-        self.by_start: dict[int, Bar] = {}
-        self.starts: list[int] = []
-        self.dropped = 0            # late trades older than every bar kept
-
-    def add(self, price: Decimal, size: Decimal, ts: int) -> None:
-        start = ts - ts % self.width
-        bar = self.by_start.get(start)
-        if bar is not None:
-            # Inline (no helper call): this runs five times per trade.
-            if price > bar.high:
-                bar.high = price
-            if price < bar.low:
-                bar.low = price
-            if ts < bar.open_ts:
-                bar.open, bar.open_ts = price, ts
-            if ts >= bar.close_ts:
-                bar.close, bar.close_ts = price, ts
-            bar.volume = _EXACT.add(bar.volume, size)
-            bar.trades += 1
-            return
-        starts = self.starts
-        if len(starts) >= self.max_bars and start < starts[0]:
-            self.dropped += 1
-            return
-        self.by_start[start] = Bar(start, price, price, price, price, size, 1, ts, ts)
-        if not starts or start > starts[-1]:
-            starts.append(start)
-        else:                       # a late trade opening an older window: rare
-            insort(starts, start)
-        if len(starts) > self.max_bars:
-            del self.by_start[starts.pop(0)]
-
-    def merge(self, part: Bar, volume: Decimal, trades: int) -> None:
-        """Fold ``trades`` more trades of the finer bar ``part`` (whose whole window lies in one
-        of this interval's windows) adding ``volume``: the same result as adding each trade.
-
-        Ties cannot cross windows (the trades of different finer windows have different
-        ``ts_event``), so comparing the finer bar's open/close times decides exactly as the
-        per-trade rules would; a repeated fold of the same ``part`` changes only what is new.
-        """
-        start = part.start - part.start % self.width
-        bar = self.by_start.get(start)
-        if bar is not None:
-            if part.high > bar.high:
-                bar.high = part.high
-            if part.low < bar.low:
-                bar.low = part.low
-            if part.open_ts < bar.open_ts:
-                bar.open, bar.open_ts = part.open, part.open_ts
-            if part.close_ts >= bar.close_ts:
-                bar.close, bar.close_ts = part.close, part.close_ts
-            bar.volume = _EXACT.add(bar.volume, volume)
-            bar.trades += trades
-            return
-        starts = self.starts
-        if len(starts) >= self.max_bars and start < starts[0]:
-            self.dropped += trades
-            return
-        self.by_start[start] = Bar(start, part.open, part.high, part.low, part.close, volume,
-                                   trades, part.open_ts, part.close_ts)
-        if not starts or start > starts[-1]:
-            starts.append(start)
-        else:
-            insort(starts, start)
-        if len(starts) > self.max_bars:
-            del self.by_start[starts.pop(0)]
-
-    def select(self, limit: int | None, start: int | None, end: int | None) -> list[Bar]:
-        starts = self.starts
-        lo = 0 if start is None else bisect_left(starts, start - start % self.width)
-        hi = len(starts) if end is None else bisect_left(starts, end)
-        if limit is not None and hi - lo > limit:
-            lo = hi - limit
-        return [self.by_start[s] for s in starts[lo:hi]]
-
-
 class _Series:
     """The bounded trade buffer and the bars of one (exchange, symbol)."""
 
@@ -238,7 +112,7 @@ class _Series:
         # Absolute index of the newest trade whose ts_event is lower than its predecessor's;
         # while it is still stored, binary search on time would be wrong.
         self._inversion = -1
-        self.bars = {name: _Bars(width, max_bars) for name, width in INTERVALS.items()}
+        self.bars = {name: Bars(width, max_bars) for name, width in INTERVALS.items()}
         # Only the finest interval's bar is updated per trade.  The newest finest bar is
         # *pending*: folded into the wider intervals (whose windows are whole multiples of its
         # window) when a newer window starts or before anyone reads them (:meth:`fold`).
@@ -299,7 +173,7 @@ class _Series:
         pending = self._pending
         if pending is None or pending.trades == self._folded_trades:
             return
-        volume = _EXACT.subtract(pending.volume, self._folded_volume)
+        volume = EXACT.subtract(pending.volume, self._folded_volume)
         trades = pending.trades - self._folded_trades
         for bars in self._wider:
             bars.merge(pending, volume, trades)
@@ -482,7 +356,7 @@ class TradeStore:
             # as the incremental path does; open/close come from the time order.
             prices = [row[2] for row in rows]
             by_time = sorted(rows, key=lambda row: (row[0], row[1]))
-            volume = reduce(_EXACT.add, (row[3] for row in rows))
+            volume = reduce(EXACT.add, (row[3] for row in rows))
             bars.append(Bar(start, by_time[0][2], max(prices), min(prices), by_time[-1][2],
                             volume, len(rows), by_time[0][0], by_time[-1][0]))
         return bars
