@@ -38,7 +38,7 @@ def _ns(iso: str) -> int:
     """'2026-11-27T10:00:00.123456789Z' -> ns (nanosecond ISO, which datetime cannot parse)."""
     day, _, rest = iso.rstrip("Z").partition("T")
     hms, _, frac = rest.partition(".")
-    from datetime import datetime, timezone
+    from datetime import datetime
     whole = datetime.fromisoformat(f"{day}T{hms}+00:00")
     return int(whole.timestamp()) * 10**9 + int((frac + "000000000")[:9])
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from alphapulse import OrderBook
 from alphapulse.events import BookSnapshot, BookUpdate, Gap, Rejected, Trade
 from alphapulse.exchanges import get_collector, get_parser
 from alphapulse.capture import read_frames
-from alphapulse.replay.loop import BOOK, TRADE
 from alphapulse.replay.paced import paced
 
 CAPTURES = {"coinbase": "coinbase-clean", "kraken": "kraken-clean",

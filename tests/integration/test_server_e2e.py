@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 

@@ -24,7 +24,7 @@ HOTPATH_MISSING = ("alphapulse.exchanges._hotpath is not built: run pip install 
 
 # STYLE: a missing compiled module is a loud error, never a silent slow fallback.  The pure
 # Python equivalents stay only as explicit test oracles (``_book_update_maker(compiled=False)``,
-# ``kraken._scan = None``).
+# ``kraken._apply_v2 = None``, ``coinbase._scan_l2 = None``).
 try:
     from ._hotpath import new_book_event
 except ImportError as exc:

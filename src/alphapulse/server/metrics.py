@@ -20,7 +20,6 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
