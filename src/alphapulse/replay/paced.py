@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from . import serve
 from ._server import ReplayServer, Session
@@ -110,7 +111,9 @@ class PacedReplayServer(ReplayServer):
         rate, anchor, owed_base = -1.0, 0.0, 0   # owed = rate * (now - anchor) - sent since
         sent = 0
         idle_at = time.monotonic()
-        while not transport.is_closing():
+        # Stop at the closing handshake too: websockets half-closes (write_eof) the transport
+        # before is_closing() says so, and a write after that raises.
+        while not transport.is_closing() and session.ws.state is State.OPEN:
             now = time.monotonic()
             if self.rate != rate:
                 rate, anchor, owed_base = self.rate, now, sent
