@@ -197,6 +197,16 @@ def _diff(end: dict[Decimal, Any], start: dict[Decimal, Any],
 
 # ---- Kraken v2 -------------------------------------------------------------------------------
 
+def _start_and_end_markets(rep: Any, frames: Sequence[bytes], start: int) -> tuple[Any, Any]:
+    """The exchange's market model after frame ``start - 1`` and after the last frame."""
+    s_market, e_market = rep.new_market(), rep.new_market()
+    for i, frame in enumerate(frames):
+        if i < start:
+            s_market.apply(i, frame)
+        e_market.apply(i, frame)
+    return s_market, e_market
+
+
 def _kraken(server: ReplayServer, session: Session, recorded: dict[int, Sequence[bytes | str]],
             share: float | None) -> Looper:
     rep: Any = server.exchange
@@ -207,11 +217,7 @@ def _kraken(server: ReplayServer, session: Session, recorded: dict[int, Sequence
     if not snaps:
         raise ValueError("the capture has no book snapshot")
     start = max(snaps) + 1
-    s_market, e_market = rep.new_market(), rep.new_market()
-    for i, frame in enumerate(frames):
-        if i < start:
-            s_market.apply(i, frame)
-        e_market.apply(i, frame)
+    s_market, e_market = _start_and_end_markets(rep, frames, start)
 
     def kind_of(i: int) -> int:
         k = kinds[i]
@@ -261,11 +267,7 @@ def _coinbase(server: ReplayServer, session: Any, recorded: dict[int, Sequence[b
     if not snaps:
         raise ValueError("the capture has no level2 snapshot")
     start = max(snaps) + 1
-    s_market, e_market = rep.new_market(), rep.new_market()
-    for i, frame in enumerate(frames):
-        if i < start:
-            s_market.apply(i, frame)
-        e_market.apply(i, frame)
+    s_market, e_market = _start_and_end_markets(rep, frames, start)
 
     def kind_of(i: int) -> int:
         k = info[i]
