@@ -20,12 +20,20 @@ to the stock classes (:data:`FAST` is False).
 message already received, each with the ``time.time_ns()`` of the socket read that delivered
 its last frame, so a read loop pays one ``await`` per socket read instead of one per message
 (``recv()``'s future, queue and coroutine frames cost about as much as parsing the frame).
+Given a *handler*, it goes further: while the caller waits, every complete message is handed
+to ``handler(payload, ts_recv)`` synchronously inside ``data_received`` (direct dispatch), so a
+socket read costs no future, no task step and no second event-loop turn; the handler returns
+False (or raises) to hand control back to the waiting task, which then does whatever needs an
+``await`` and calls ``recv_batch`` again.  At ~2,000 msgs/s the server does one socket read per
+message or two, and that hop was a large share of its CPU (``scripts/load-test ramp
+--tick-ms 0.5``; README).
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import websockets
@@ -35,7 +43,10 @@ from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.frames import BINARY, CONT, TEXT, CloseCode, Frame
 from websockets.protocol import Protocol
 
-__all__ = ["FAST", "FastClientConnection", "FastClientProtocol"]
+__all__ = ["FAST", "FastClientConnection", "FastClientProtocol", "FrameHandler"]
+
+#: ``handler(payload, ts_recv) -> keep_going``: see :meth:`FastClientConnection.recv_batch`.
+FrameHandler = Callable[[bytes, int], bool]
 
 FAST = websockets.__version__.split(".")[0] in {"13", "14", "15", "16", "17"}
 
@@ -105,8 +116,12 @@ class _FastFrames(Protocol):
             while True:
                 if self._simple_frames():
                     continue
-                if (yield from self.reader.at_eof()):
-                    raise EOFError("unexpected end of stream")
+                if not self.reader.buffer:
+                    if (yield from self.reader.at_eof()):
+                        raise EOFError("unexpected end of stream")
+                    # New data after an empty buffer (the usual case at low rates: each read
+                    # brings a frame or two): the fast loop first, not Frame.parse.
+                    continue
                 if self._waiting_for_simple():
                     yield                       # more data will complete it
                     continue
@@ -148,15 +163,25 @@ class FastClientProtocol(ClientProtocol, _FastFrames):
     ``ClientProtocol.parse`` ends in ``super().parse()``, which the MRO resolves to it."""
 
 
-class FastClientConnection(ClientConnection):
+#: Size of each connection's receive buffer (asyncio's own read size).
+READ_BUFFER = 256 * 1024
+
+
+class FastClientConnection(ClientConnection, asyncio.BufferedProtocol):
     """A ``ClientConnection`` whose protocol parses frames with :class:`FastClientProtocol`
-    and which can hand over every buffered message at once (:meth:`recv_batch`).
+    and which can hand over every buffered message at once (:meth:`recv_batch`), or each
+    message as it is read (:meth:`recv_batch` with a handler).
 
     Every data frame put into websockets' message assembler gets a receive stamp (the
     ``time.time_ns()`` of the ``data_received`` call that delivered it) in :attr:`_stamps`,
     kept parallel to the assembler's frame queue: the stamps of frames the assembler has
     taken off the queue are the oldest ``len(_stamps) - len(queue)`` ones.  ``recv()`` keeps
-    working unchanged (stamps it consumes are dropped at the next read)."""
+    working unchanged (stamps it consumes are dropped at the next read).  A message handed to
+    a direct-dispatch handler never enters the queue and gets no stamp.
+
+    It is an ``asyncio.BufferedProtocol``: the transport reads into one preallocated buffer
+    (``recv_into``) instead of ``recv(256 KiB)``, whose 256 KiB allocation (above glibc's
+    mmap threshold) cost ~20 µs per socket read here (more than parsing a frame)."""
 
     def __init__(self, protocol: ClientProtocol, *args: Any, **kwargs: Any) -> None:
         if FAST and type(protocol) is ClientProtocol:
@@ -168,15 +193,48 @@ class FastClientConnection(ClientConnection):
         super().__init__(protocol, *args, **kwargs)
         self._stamps: deque[int] = deque()
         self._read_ts = 0
+        # Direct dispatch: set only while recv_batch(handler) waits (see there).
+        self._handler: FrameHandler | None = None
+        self._handler_exc: BaseException | None = None
+        self._read_buffer = memoryview(bytearray(READ_BUFFER))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # websockets copies what it is given into its reader's buffer (bytearray +=), so the
+        # read buffer is free again when this returns.
+        self.data_received(self._read_buffer[:nbytes])  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         # One clock read per socket read: every frame it completes was received now.
         if FAST:
             self._read_ts = time.time_ns()
-            self._trim_stamps()
+            if self._stamps:
+                self._trim_stamps()
         super().data_received(data)
 
     def process_event(self, event: Any) -> None:
+        handler = self._handler
+        if (handler is not None and type(event) is Frame and event.fin
+                and (event.opcode is TEXT or event.opcode is BINARY)
+                and not self.recv_messages.frames.queue):
+            # A whole message, nothing queued before it (order kept): straight to the handler.
+            # Control frames and fragments never get here: websockets handles the former,
+            # the assembler the latter, exactly as without a handler.
+            data = event.data
+            try:
+                keep = handler(data if type(data) is bytes else bytes(data), self._read_ts)
+            except Exception as exc:  # noqa: BLE001 - re-raised in the waiting task
+                # Raising here would reach the transport and abort the connection from
+                # inside websockets; the task decides instead (the collector reconnects).
+                self._handler_exc, keep = exc, False
+            if not keep:
+                self._handler = None            # what follows queues up for the task
+                waiter = self.recv_messages.frames.get_waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            return
         super().process_event(event)
         if FAST and type(event) is Frame and (event.opcode is TEXT or event.opcode is BINARY
                                      or event.opcode is CONT):
@@ -188,7 +246,7 @@ class FastClientConnection(ClientConnection):
         for _ in range(len(stamps) - len(self.recv_messages.frames)):
             stamps.popleft()
 
-    async def recv_batch(self) -> list[tuple[bytes, int]]:
+    async def recv_batch(self, handler: FrameHandler | None = None) -> list[tuple[bytes, int]]:
         """Wait for at least one message; return every complete message received so far.
 
         Each item is ``(payload bytes, ts_recv)`` with ``ts_recv`` the ``time.time_ns()`` of
@@ -197,14 +255,48 @@ class FastClientConnection(ClientConnection):
         once the connection is closed and every message received before has been returned;
         pings, pongs and the closing handshake are handled by websockets as for ``recv()``.
         Cancelling it is as safe as cancelling ``recv()``.
+
+        With a ``handler``, and nothing queued yet, it first waits with direct dispatch on:
+        each complete single-frame message is passed to ``handler(payload, ts_recv)`` from
+        ``data_received`` itself, in order, and is not returned.  The call returns when the
+        handler returns False (``[]``: the caller has work that needs an ``await``), when a
+        message had to be queued (a fragmented one; returned as without a handler), or at
+        the end of the stream (``ConnectionClosed``).  An exception the handler raised is
+        re-raised here, in the caller's task; the connection itself is left open.  Messages
+        that arrive while no ``recv_batch(handler)`` is waiting are queued and returned by
+        the next call, before any later message reaches the handler.
         """
         if not FAST:                            # unknown assembler internals: one at a time
             return [(await self.recv(decode=False), time.time_ns())]
+        assembler = self.recv_messages
+        frames = assembler.frames
+        if handler is not None and not frames.queue and not assembler.closed:
+            # Wait the way SimpleQueue.get() does (its waiter is resolved by a queued frame,
+            # and failed with EOFError at the end of the stream) but with the handler on;
+            # process_event resolves the same waiter to hand over.
+            if frames.get_waiter is not None:
+                raise RuntimeError("recv_batch: another coroutine is already receiving")
+            waiter = frames.get_waiter = asyncio.get_running_loop().create_future()
+            self._handler = handler
+            try:
+                await waiter
+            except EOFError:
+                pass                            # the end: recv() below raises ConnectionClosed
+            finally:
+                self._handler = None
+                frames.get_waiter = None
+                waiter.cancel()
+            exc = self._handler_exc
+            if exc is not None:
+                self._handler_exc = None
+                raise exc
+            if not frames.queue and not assembler.closed:
+                return []                       # handed over by the handler
         # The first message goes through recv(): it waits, reassembles fragments and turns
         # the end of the stream or an assembler error into websockets' exceptions.
         data = await self.recv(decode=False)
-        stamps, assembler = self._stamps, self.recv_messages
-        queue = assembler.frames.queue
+        stamps = self._stamps
+        queue = frames.queue
         taken = len(stamps) - len(queue)        # frames recv() took; the last one ends `data`
         for _ in range(taken - 1):
             stamps.popleft()

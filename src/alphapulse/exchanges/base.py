@@ -131,7 +131,7 @@ class MarketDataCollector:
         self.reconnects = 0
         self.disconnects: dict[str, int] = {}
         self.connected = False
-        self.last_message_ts = 0.0
+        self._last_ts = 0                       # ns, ts_recv of the last message
         self._ws: ClientConnection | None = None
         self._stopping = asyncio.Event()
         self._close_reason: str | None = None
@@ -159,6 +159,11 @@ class MarketDataCollector:
 
     def state(self, symbol: str) -> str:
         return self.parser.state(symbol)
+
+    @property
+    def last_message_ts(self) -> float:
+        """``ts_recv`` of the last message received, seconds since the epoch (0.0: none)."""
+        return self._last_ts / 1e9
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -237,25 +242,44 @@ class MarketDataCollector:
     async def _session(self, ws: FastClientConnection) -> None:
         parser, feed, recorder = self.parser, self.parser.feed, self.recorder
         snapshots_before = parser.snapshots
+        backoff = self.backoff
+
+        def on_frame(frame: bytes, ts: int) -> bool:
+            """Record and parse one message; False when the task must act (a resync)."""
+            nonlocal snapshots_before
+            self._last_ts = ts
+            if recorder is not None:
+                recorder.write(frame, ts)
+            feed(frame, ts)
+            if snapshots_before >= 0 and parser.snapshots > snapshots_before:
+                backoff.reset()                 # a connection that synced is a healthy one
+                snapshots_before = -1
+            return not parser.pending_resync
+
         await self.on_connected(ws)
-        # One await per socket read: recv_batch hands over every message already received,
-        # each stamped with the time of the socket read that delivered it.
+        # Direct dispatch: while this task waits in recv_batch, each message is parsed and
+        # published from the socket read that delivered it (no future, no task step, no second
+        # loop turn per read).  The task wakes only for what needs an await (a resync), for
+        # messages that were queued meanwhile (returned in the batch, each stamped at its
+        # socket read), and for the end of the connection.  A sink/hook exception raised in
+        # on_frame comes back here from recv_batch, and _connect_once reconnects ("error").
         recv_batch = ws.recv_batch
         while True:
-            for frame, ts in await recv_batch():
-                self.last_message_ts = ts / 1e9
-                if recorder is not None:
-                    recorder.write(frame, ts)
-                feed(frame, ts)
-                if parser.pending_resync:
-                    await self.resync(ws, parser.take_resyncs())
-                if snapshots_before >= 0 and parser.snapshots > snapshots_before:
-                    self.backoff.reset()        # a connection that synced is a healthy one
-                    snapshots_before = -1
+            for frame, ts in await recv_batch(on_frame):
+                if not on_frame(frame, ts):
+                    await self._resync_pending(ws)
+            if parser.pending_resync:
+                await self._resync_pending(ws)
+
+    async def _resync_pending(self, ws: ClientConnection) -> None:
+        # take_resyncs() may come back empty: _resync_soon (after a REST body) took them.
+        symbols = self.parser.take_resyncs()
+        if symbols:
+            await self.resync(ws, symbols)
 
     async def _resync_soon(self, ws: ClientConnection) -> None:
         try:
-            await self.resync(ws, self.parser.take_resyncs())
+            await self._resync_pending(ws)
         except _Reconnect as exc:
             self._close_reason = exc.reason
             await ws.close()
