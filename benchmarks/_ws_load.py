@@ -2,12 +2,11 @@
 
 Used by ``benchmarks/ws_fanout.py``, ``scripts/load-test clients`` and tests/stress.  On a
 2-core machine a load generator made of 500 ``websockets`` client objects in one asyncio loop
-saturates long before the server does, and then measures itself.  So the clients here are raw
-non-blocking sockets, spread over ``workers`` processes, each one an ``epoll`` loop with no
-asyncio and no per-message objects: read what the socket has, split it into frames, pull every
-``"ts_recv":<ns>`` out of the text payloads with one regex, and record ``now - ts_recv``.  Both
-ends read the same host clock, so that is the server's delivery latency from the moment it
-received the exchange frame (parse + fan-out + socket + client wake-up).
+saturates long before the server does, and then measures itself.  So the clients are raw
+non-blocking sockets spread over ``workers`` processes (``benchmarks/_ws_clients.py``), and each
+message gives two latencies against its ``ts_recv`` (the server's read of the exchange frame):
+``arrive`` (the kernel's timestamp of the segment reaching the client socket: the server's
+delivery) and ``read`` (when the driver got round to reading it: its own delay included).
 
 One run (:func:`run`):
 
@@ -20,7 +19,8 @@ One run (:func:`run`):
    ``slow_client`` disconnect counter to time each close; healthy clients keep measuring;
 5. the stalled clients read again: each must find its backlog, then a 1008 close frame.
 
-The result dict (JSON-able) holds per phase the healthy p50/p99/max in ms, message counts,
+The result dict (JSON-able) holds per phase the healthy p50/p99/max in ms (read; ``arrive_``
+prefixed: kernel arrival), message counts,
 healthy clients closed (must be 0), server RSS and CPU; for the stalled clients their close
 codes, reasons and the close times after the stall (from the server's counter).
 """
@@ -29,209 +29,25 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import re
-import select
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from array import array
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from _ws_clients import worker
+
 FIXTURES = Path(os.environ.get("ALPHAPULSE_FIXTURES", "/work/shared/fixtures")) / "generated"
 CAPTURES = {"kraken": "kraken-clean", "coinbase": "coinbase-clean",
             "binanceus": "binanceus-clean"}
-STALLED_RCVBUF = 4096
-_TS = re.compile(rb'"ts_recv":(\d+)')
 
 
 def default_channels(exchanges: list[str], symbol: str = "BTC-USD") -> list[str]:
     """The 6 channels with traffic in the bundled captures: book + trades of 3 exchanges."""
     return [f"{kind}:{ex}:{symbol}" for ex in exchanges for kind in ("book", "trades")]
-
-
-# --- the client side (runs in the worker processes) ---------------------------------------------
-
-def _client_frame(text: bytes) -> bytes:
-    """A masked client text frame; the zero mask key leaves the payload as is (RFC 6455 allows
-    any key; the server unmasks whatever it is)."""
-    n = len(text)
-    head = bytes((0x81, 0x80 | n)) if n < 126 else b"\x81\xfe" + n.to_bytes(2, "big")
-    return head + b"\0\0\0\0" + text
-
-
-def _connect(port: int, path: str, subscribe: bytes, stalled: bool) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if stalled:
-        # Set before connect: the window the server sees is this small from the start.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.settimeout(30)
-    for attempt in range(5):          # a listen backlog overflowing under a connection storm
-        try:
-            sock.connect(("127.0.0.1", port))
-            break
-        except ConnectionRefusedError:
-            if attempt == 4:
-                raise
-            time.sleep(0.2)
-    sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                 b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("server closed during the handshake")
-        head += chunk
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise ConnectionError(f"handshake refused: {head[:80]!r}")
-    rest = head.split(b"\r\n\r\n", 1)[1]
-    if rest:
-        raise ConnectionError("data before the subscription")   # never happens: nothing sent yet
-    sock.sendall(_client_frame(subscribe))
-    sock.setblocking(False)
-    return sock
-
-
-class _Client:
-    __slots__ = ("sock", "buf", "stalled", "close_code", "close_reason", "closed_at", "eof")
-
-    def __init__(self, sock: socket.socket, stalled: bool) -> None:
-        self.sock = sock
-        self.buf = bytearray()
-        self.stalled = stalled
-        self.close_code: int | None = None
-        self.close_reason = ""
-        self.closed_at = 0.0
-        self.eof = False
-
-
-def _parse(client: _Client, data: bytes, now: int, lat: array | None) -> None:
-    """Consume the complete frames in ``client.buf + data``; latencies (µs) go to ``lat``.
-
-    Hot path of the whole load generator (once per message per client), so: no copy when
-    nothing was left over, a header walk per frame, and one regex over all the frames' bytes
-    (the server sends the market data as JSON text frames)."""
-    if client.buf:
-        client.buf += data
-        data = bytes(client.buf)
-        client.buf.clear()
-    pos = 0
-    end = len(data)
-    while end - pos >= 2:
-        b1 = data[pos + 1] & 0x7F
-        if b1 < 126:
-            hdr, n = 2, b1
-        elif b1 == 126:
-            if end - pos < 4:
-                break
-            hdr, n = 4, int.from_bytes(data[pos + 2:pos + 4], "big")
-        else:
-            if end - pos < 10:
-                break
-            hdr, n = 10, int.from_bytes(data[pos + 2:pos + 10], "big")
-        if end - pos < hdr + n:
-            break
-        opcode = data[pos] & 0x0F
-        if opcode >= 8:                              # control frames
-            payload = data[pos + hdr:pos + hdr + n]
-            if opcode == 8:
-                client.close_code = int.from_bytes(payload[:2], "big") if n >= 2 else 1005
-                client.close_reason = payload[2:].decode(errors="replace")
-                client.closed_at = time.time()
-            elif opcode == 9:                        # the server's keepalive ping: answer it
-                with contextlib.suppress(OSError):
-                    client.sock.send(bytes((0x8A, 0x80 | n)) + b"\0\0\0\0" + payload)
-        pos += hdr + n
-    if lat is not None and pos:
-        for ts in _TS.findall(data, 0, pos):
-            t = int(ts)
-            if t:
-                lat.append((now - t) // 1000)
-    if pos < end:
-        client.buf += data[pos:]
-
-
-def _worker(port: int, path: str, subscribe: bytes, n_clients: int, n_stalled: int,
-            ctl: Connection) -> None:
-    """One worker process: ``n_clients`` sockets, the first ``n_stalled`` of which will stall."""
-    clients: dict[int, _Client] = {}
-    try:
-        for i in range(n_clients):
-            # The stalled-to-be connect last; and everyone already connected is read between
-            # handshakes, so nobody (least of all a 4 KiB receive buffer) looks slow meanwhile.
-            stalled = i >= n_clients - n_stalled
-            sock = _connect(port, path, subscribe, stalled)
-            clients[sock.fileno()] = _Client(sock, stalled)
-            for client in clients.values():
-                with contextlib.suppress(BlockingIOError):
-                    while data := client.sock.recv(1 << 18):
-                        _parse(client, data, 0, None)
-    except Exception as exc:                       # report instead of hanging the driver
-        ctl.send({"error": f"client {len(clients)} of {n_clients} on port {port}: {exc!r}"})
-        return
-    ctl.send({"connected": len(clients)})
-    ep = select.epoll()
-    for fd in clients:
-        ep.register(fd, select.EPOLLIN)
-    ep.register(ctl.fileno(), select.EPOLLIN)
-    phases: dict[str, array] = {}
-    lat: array | None = None                       # None: warm-up, nothing recorded
-    stalled_reading = True
-    healthy_closed: list[tuple[int | None, str]] = []
-    running = True
-    while running:
-        for fd, _ in ep.poll(0.5):
-            if fd == ctl.fileno():
-                cmd = ctl.recv()
-                if cmd[0] == "phase":
-                    lat = phases.setdefault(cmd[1], array("q"))
-                elif cmd[0] == "stall":
-                    stalled_reading = False
-                    for c in clients.values():
-                        if c.stalled:
-                            ep.unregister(c.sock.fileno())
-                    lat = phases.setdefault(cmd[1], array("q"))
-                elif cmd[0] == "drain":
-                    stalled_reading = True
-                    lat = None
-                    for c in clients.values():
-                        if c.stalled:
-                            ep.register(c.sock.fileno(), select.EPOLLIN)
-                elif cmd[0] == "report":
-                    stalled = [c for c in clients.values() if c.stalled]
-                    ctl.send({"phases": {k: v.tobytes() for k, v in phases.items()},
-                              "healthy_closed": healthy_closed,
-                              "stalled": [(c.close_code, c.close_reason, c.eof) for c in stalled]})
-                elif cmd[0] == "quit":
-                    running = False
-                continue
-            client = clients[fd]
-            try:
-                data = client.sock.recv(1 << 18)
-            except BlockingIOError:
-                continue
-            except OSError:
-                data = b""
-            now = time.time_ns()
-            if not data:
-                client.eof = True
-                ep.unregister(fd)
-                if not client.stalled and client.close_code is None:
-                    healthy_closed.append((None, "connection lost"))
-                continue
-            if client.stalled and not stalled_reading:
-                continue
-            _parse(client, data, now, None if client.stalled else lat)
-            if client.close_code is not None and not client.stalled:
-                healthy_closed.append((client.close_code, client.close_reason))
-                ep.unregister(fd)
-    for c in clients.values():
-        c.sock.close()
 
 
 # --- the driver -------------------------------------------------------------------------------
@@ -258,17 +74,24 @@ def _slow_closed(port: int) -> float:
 
 
 @contextlib.contextmanager
-def _server(urls: dict[str, str], rest_url: str | None, shm: str, env: dict[str, str]) -> Any:
+def _server(urls: dict[str, str], rest_url: str | None, shm: str, env: dict[str, str],
+            wrapper: str | None = None, extra: list[str] | None = None) -> Any:
     """``alphapulse-server`` as a child process pointed at the replays: yields (port, psutil
-    process) once it listens; terminated (then killed) on exit."""
+    process) once it listens; terminated (then killed) on exit.
+
+    ``wrapper``: a script run instead of ``-m alphapulse.server.cli`` with the same arguments
+    (to try another event loop, or profile, without touching the server); ``extra``: more
+    server flags."""
     import psutil
     port = _free_port()
-    args = [sys.executable, "-m", "alphapulse.server.cli", "--exchanges", ",".join(urls),
+    entry = [wrapper] if wrapper else ["-m", "alphapulse.server.cli"]
+    args = [sys.executable, *entry, "--exchanges", ",".join(urls),
             "--symbols", "BTC-USD", "--port", str(port), "--shm-dir", shm,
             "--name", f"wsload{os.getpid()}", "--log-level", "warning"]
     args += ["--binanceus-rest-url", rest_url] if rest_url else []
     for exchange, url in urls.items():
         args += [f"--{exchange}-ws-url", url]
+    args += extra or []
     log = tempfile.TemporaryFile()        # the server's stderr, for the error message
     proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                             stderr=log)
@@ -309,6 +132,7 @@ def run(*, clients: int = 500, stalled: int = 10, workers: int = 2, seconds: flo
         warmup: float = 3.0, speed: float = 1.0, exchanges: list[str] | None = None,
         channels: list[str] | None = None, batch: bool = False, queue_size: int | None = None,
         slow_client_s: float | None = None, drain_timeout: float = 20.0,
+        server_wrapper: str | None = None, server_args: list[str] | None = None,
         log: Any = None) -> dict[str, Any]:
     """One measured run (see the module docstring); blocking; returns the result dict.
 
@@ -319,12 +143,14 @@ def run(*, clients: int = 500, stalled: int = 10, workers: int = 2, seconds: flo
                             warmup=warmup, speed=speed, exchanges=exchanges or list(CAPTURES),
                             channels=channels, batch=batch, queue_size=queue_size,
                             slow_client_s=slow_client_s, drain_timeout=drain_timeout,
+                            server_wrapper=server_wrapper, server_args=server_args,
                             log=log or (lambda *a: None)))
 
 
 async def _run(*, clients: int, stalled: int, workers: int, seconds: float, warmup: float,
                speed: float, exchanges: list[str], channels: list[str] | None, batch: bool,
                queue_size: int | None, slow_client_s: float | None, drain_timeout: float,
+               server_wrapper: str | None, server_args: list[str] | None,
                log: Any) -> dict[str, Any]:
     import asyncio
 
@@ -354,14 +180,15 @@ async def _run(*, clients: int, stalled: int, workers: int, seconds: float, warm
         # Started from a thread: its wait for the port must not stall the replays' loop.
         port, ps = await asyncio.to_thread(stack.enter_context, _server(
             {e: r.ws_url for e, r in reps.items()},
-            reps["binanceus"].rest_url if "binanceus" in reps else None, shm, env))
+            reps["binanceus"].rest_url if "binanceus" in reps else None, shm, env,
+            server_wrapper, server_args))
         # Spread clients and stalled clients evenly over the workers.
         pipes, procs = [], []
         for w in range(workers):
             n = clients // workers + (w < clients % workers)
             k = stalled // workers + (w < stalled % workers)
             ours, theirs = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(port, path, subscribe, n, k, theirs),
+            proc = ctx.Process(target=worker, args=(port, path, subscribe, n, k, theirs),
                                daemon=True)
             proc.start()
             pipes.append(ours)
@@ -445,11 +272,15 @@ async def _run(*, clients: int, stalled: int, workers: int, seconds: float, warm
         for p in procs:
             await asyncio.to_thread(p.join, 10)
     for phase, row in result["phases"].items():
-        lat = np.concatenate([np.frombuffer(r["phases"].get(phase, b""), dtype=np.int64)
-                              for r in reports]) / 1000.0
+        got = [r["phases"].get(phase, (b"", b"")) for r in reports]
+        lat = np.concatenate([np.frombuffer(g[0], dtype=np.int64) for g in got]) / 1000.0
+        arr = np.concatenate([np.frombuffer(g[1], dtype=np.int64) for g in got]) / 1000.0
         row.update({"messages": int(len(lat)), "msgs_per_s": round(len(lat) / row["seconds"]),
                     "p50_ms": round(_pct(lat, 50), 2), "p99_ms": round(_pct(lat, 99), 2),
-                    "max_ms": round(float(lat.max()) if len(lat) else float("nan"), 1)})
+                    "max_ms": round(float(lat.max()) if len(lat) else float("nan"), 1),
+                    "arrive_p50_ms": round(_pct(arr, 50), 2),
+                    "arrive_p99_ms": round(_pct(arr, 99), 2),
+                    "arrive_max_ms": round(float(arr.max()) if len(arr) else float("nan"), 1)})
     stalled_rows = [s for r in reports for s in r["stalled"]]
     result["stalled_close_codes"] = [code for code, _, _ in stalled_rows]
     result["stalled_closed_1008"] = sum(1 for code, _, _ in stalled_rows if code == 1008)
@@ -457,17 +288,21 @@ async def _run(*, clients: int, stalled: int, workers: int, seconds: float, warm
     result["healthy_closed"] = [c for r in reports for c in r["healthy_closed"]]
     base, st = result["phases"]["baseline"], result["phases"]["with_stalled"]
     result["p99_ratio"] = round(st["p99_ms"] / base["p99_ms"], 2) if base["p99_ms"] else None
+    result["arrive_p99_ratio"] = (round(st["arrive_p99_ms"] / base["arrive_p99_ms"], 2)
+                                  if base["arrive_p99_ms"] else None)
     return result
 
 
 def markdown(result: dict[str, Any]) -> str:
     """The run as a markdown table (one row per phase) plus the stalled clients' outcome."""
-    lines = ["| phase | clients | stalled | msgs/s received | p50 ms | p99 ms | max ms | "
+    lines = ["| phase | clients | stalled | msgs/s received | arrive p50 ms | arrive p99 ms | "
+             "read p50 ms | read p99 ms | read max ms | "
              "server CPU % | client workers CPU % | server RSS MiB (max) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for phase, r in result["phases"].items():
         lines.append(f"| {phase} | {result['clients']} | "
                      f"{result['stalled'] if phase != 'baseline' else 0} | {r['msgs_per_s']:,} | "
+                     f"{r['arrive_p50_ms']} | {r['arrive_p99_ms']} | "
                      f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['server_cpu_pct']} | "
                      f"{r['workers_cpu_pct']} | "
                      f"{r['server_rss_mib']} ({r['server_rss_max_mib']}) |")
@@ -476,5 +311,5 @@ def markdown(result: dict[str, Any]) -> str:
     lines.append(f"stalled clients closed 1008: {result['stalled_closed_1008']}/{result['stalled']}"
                  f"; close times after the stall (s): {closes}; healthy clients closed: "
                  f"{len(result['healthy_closed'])}; p99 with stalled / baseline: "
-                 f"{result['p99_ratio']}")
+                 f"{result['p99_ratio']} (read), {result['arrive_p99_ratio']} (arrive)")
     return "\n".join(lines)
