@@ -64,15 +64,17 @@ def _wait_for(client: httpx.Client, path: str, params: dict[str, str], ok, timeo
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("processes", ["1", "2"])
-def test_demo_shows_books_trades_arbitrage_then_exits_cleanly(processes: str,
+@pytest.mark.parametrize("processes, loop", [("1", "uvloop"), ("1", "asyncio"), ("2", "auto")])
+def test_demo_shows_books_trades_arbitrage_then_exits_cleanly(processes: str, loop: str,
                                                               tmp_path: Path) -> None:
     shm = tmp_path / "shm"
     shm.mkdir()
-    server = ServerProcess("--demo", "--port", "0", "--log-level", "info",
+    server = ServerProcess("--demo", "--port", "0", "--log-level", "info", "--loop", loop,
                            "--processes", processes, "--shm-dir", str(shm))
     try:
         base = server.wait_listening()
+        expected_loop = "asyncio" if loop == "asyncio" else "uvloop"
+        assert any(f"{expected_loop} event loop" in line for line in server.lines), server.lines
         with httpx.Client(base_url=base, timeout=5) as client:
             for exchange in ("kraken", "coinbase", "binanceus"):
                 book = _wait_for(client, "/book/BTC-USD", {"exchange": exchange},

@@ -77,6 +77,7 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
     ({"kraken_ws_url": "localhost:9000"}, {}, "--kraken-ws-url"),
     ({}, {"ALPHAPULSE_BINANCEUS_REST_URL": "ws://x"}, "ALPHAPULSE_BINANCEUS_REST_URL"),
     ({"log_level": "loud"}, {}, "--log-level"),
+    ({"event_loop": "trio"}, {}, "--loop"),
     ({"source": "kafka"}, {}, "--source"),
     ({"name": "../etc/passwd"}, {}, "--name"),
     ({"source": "redis"}, {}, "--source"),                 # needs a Redis URL
@@ -108,6 +109,31 @@ def test_bad_toml_is_named(tmp_path: Path) -> None:
     assert info.value.setting == "wrong.toml: store.trades_per_symbol"
     with pytest.raises(ConfigError, match="file not found"):
         load_config({}, env={}, config_file=tmp_path / "missing.toml")
+
+
+def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alphapulse.server import eventloop
+    assert load_config({}, env={}).event_loop == "auto"
+    assert load_config({}, env={"ALPHAPULSE_LOOP": "asyncio"}).event_loop == "asyncio"
+    assert eventloop.resolve("auto") == "uvloop"          # a dependency on Linux
+    # Without uvloop: auto falls back to asyncio, and asking for uvloop is a named error.
+    monkeypatch.setattr(eventloop.importlib.util, "find_spec", lambda name: None)
+    assert eventloop.resolve("auto") == "asyncio"
+    with pytest.raises(ConfigError, match="uvloop is not installed") as info:
+        load_config({"event_loop": "uvloop"}, env={})
+    assert info.value.setting == "--loop"
+
+
+def test_eventloop_run_uses_the_named_loop() -> None:
+    import asyncio
+
+    from alphapulse.server import eventloop
+
+    async def which() -> str:
+        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+    assert eventloop.run(which(), "uvloop") == "uvloop"
+    assert eventloop.run(which(), "asyncio") == "asyncio"
 
 
 def test_record_path_must_be_a_directory(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ..symbols import EXCHANGES, instrument
+from . import eventloop
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SOURCES = ("exchanges", "redis")
@@ -171,6 +172,13 @@ def _fees(value: Any) -> dict[str, float]:
     return out
 
 
+def _event_loop(value: Any) -> str:
+    kind = _choice(eventloop.LOOPS)(value)
+    if not eventloop.available(kind):
+        raise ValueError("uvloop is not installed (pip install uvloop), or use asyncio")
+    return kind
+
+
 # --- the settings table -------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -204,6 +212,8 @@ SETTINGS: tuple[Setting, ...] = (
        help="record every raw exchange frame (JSON Lines) into this directory"),
     _s("log_level", _choice(LOG_LEVELS), env=("ALPHAPULSE_LOG_LEVEL",), flag="--log-level",
        help="logging level"),
+    _s("event_loop", _event_loop, toml="loop", env=("ALPHAPULSE_LOOP",), flag="--loop",
+       help="event loop: auto (uvloop if installed), asyncio or uvloop"),
     _s("demo", _bool, env=("ALPHAPULSE_DEMO",), flag="--demo",
        help="run offline against replay servers on the bundled sample captures"),
     _s("source", _choice(SOURCES), env=("ALPHAPULSE_SOURCE",), flag="--source",
@@ -266,6 +276,7 @@ class Config:
     redis_url: str | None = None
     record_dir: Path | None = None
     log_level: str = "info"
+    event_loop: str = "auto"             # eventloop.LOOPS
     demo: bool = False
     source: str = "exchanges"
     name: str = "default"                # strategies: alphapulse.feed.attach("default", ...)

@@ -31,6 +31,7 @@ import uvicorn
 from .._book import OrderBook
 from ..arbitrage import ArbitrageDetector, Opportunity, run_expiry
 from ..errors import ConfigError
+from . import eventloop
 from .config import Config
 from .health import report as health_report
 from .hub import BookMirror, Hub
@@ -284,7 +285,9 @@ class Runtime:
             await asyncio.sleep(0.01)
         bound = self.server.servers[0].sockets[0].getsockname() if self.server.servers else None
         self.port = bound[1] if bound else config.port
-        log.info("serving on http://%s:%s (WebSocket /ws)", config.host, self.port)
+        log.info("serving on http://%s:%s (WebSocket /ws; %s event loop)", config.host, self.port,
+                 "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+                 else "asyncio")
 
     @staticmethod
     def _listen(config: Config) -> socket.socket:
@@ -396,5 +399,5 @@ class Runtime:
 
 def run(config: Config) -> int:
     """Run the server until SIGINT/SIGTERM; the exit status."""
-    asyncio.run(Runtime(config).serve_forever())
+    eventloop.run(Runtime(config).serve_forever(), config.event_loop)
     return 0

@@ -37,6 +37,7 @@ import orjson
 from .._book import Delta
 from ..errors import ProducerGone, RingOverrun
 from ..events import BookSnapshot, BookUpdate, Gap, Rejected, Trade
+from . import eventloop
 from .config import Config
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def _child_main(config: Config, ring_path: str, control: Connection) -> None:
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s collectors[%(process)d] %(name)s: "
                                "%(message)s")
-    asyncio.run(_child(config, ring_path, control))
+    eventloop.run(_child(config, ring_path, control), config.event_loop)
 
 
 async def _child(config: Config, ring_path: str, control: Connection) -> None:
