@@ -16,7 +16,7 @@ from .. import wire
 from ._ws_conn import Message
 
 if TYPE_CHECKING:
-    from .ws import _Client
+    from ._ws_send_queue import _Client
 
 MAX_CLIENT_MESSAGE = 64 * 1024
 MAX_CHANNELS_PER_CLIENT = 1024
