@@ -199,16 +199,19 @@ def _step(rate: float, replays: Replays, server: Server, probe: RawProbe, warm: 
     me = psutil.Process()
     drv0 = replays.stats()
     me0 = me.cpu_times()
-    cpu0 = server.cpu_seconds()
+    cpu0, cpu_t0 = server.cpu_seconds(), time.monotonic()
     c0 = _counters(server.port)
     t0 = time.time_ns()
     time.sleep(seconds)
     t1 = time.time_ns()
     c1 = _counters(server.port)
-    cpu1 = server.cpu_seconds()
+    cpu1, cpu_t1 = server.cpu_seconds(), time.monotonic()
     me1 = me.cpu_times()
     drv1 = replays.stats()
     wall = c1[1] - c0[1]
+    # CPU over its own interval: a saturated server answers /metrics late, and that wait
+    # falls inside the CPU samples but outside the counters' interval.
+    cpu_wall = cpu_t1 - cpu_t0
     trades, books, gaps, rejected, reconnects = (b - a for a, b in zip(c0[0], c1[0]))
     lat = probe.take(t0, t1) / 1e3
     driver_cpu = sum(drv1[e]["cpu_s"] - drv0[e]["cpu_s"] for e in drv0) + \
@@ -224,8 +227,8 @@ def _step(rate: float, replays: Replays, server: Server, probe: RawProbe, warm: 
            "p50_us": round(float(np.percentile(lat, 50)), 1) if lat.size else float("nan"),
            "p99_us": round(float(np.percentile(lat, 99)), 1) if lat.size else float("nan"),
            "max_us": round(float(lat.max()), 1) if lat.size else float("nan"),
-           "cpu_pct": round(100 * (cpu1 - cpu0) / wall, 1),
-           "driver_cpu_pct": round(100 * driver_cpu / wall, 1),
+           "cpu_pct": round(100 * (cpu1 - cpu0) / cpu_wall, 1),
+           "driver_cpu_pct": round(100 * driver_cpu / cpu_wall, 1),
            "rss_mib": round(server.rss() / 2**20, 1)}
     row["ingested_per_s"] = row["trades_per_s"] + row["book_msgs_per_s"]
     return row
