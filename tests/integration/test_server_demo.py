@@ -106,6 +106,10 @@ def test_demo_shows_books_trades_arbitrage_then_exits_cleanly(processes: str, lo
                                lambda h: all(e["connected"] for e in h["exchanges"].values()))
             assert set(health["exchanges"]) == {"kraken", "coinbase", "binanceus"}
             assert health["healthy"] is True
+            # Start-up objects frozen out of the collector's reach (server/gcpause.py).
+            frozen = re.search(r"^alphapulse_gc_frozen_objects (\S+)$",
+                               client.get("/metrics").text, re.M)
+            assert frozen is not None and float(frozen.group(1)) > 10_000
     finally:
         code = server.stop()
     assert code == 0, "".join(server.lines[-30:])

@@ -149,3 +149,21 @@ def test_dashboard_is_importable_json() -> None:
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == "${datasource}"
             assert panel["targets"], panel["title"]
+
+
+def test_gc_pauses_and_frozen_objects_exported() -> None:
+    import gc
+
+    from alphapulse.server.gcpause import freeze_startup_heap
+
+    metrics = Metrics()
+    gc.collect()
+    samples = _samples(metrics)
+    assert samples[("alphapulse_gc_collections_total", (("generation", "2"),))] >= 1
+    assert samples[("alphapulse_gc_pause_seconds_total", (("generation", "2"),))] > 0
+    try:
+        frozen = freeze_startup_heap()
+        assert frozen > 1000 and frozen == gc.get_freeze_count()
+        assert _samples(metrics)[("alphapulse_gc_frozen_objects", ())] == frozen
+    finally:
+        gc.unfreeze()

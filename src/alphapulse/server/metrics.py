@@ -36,6 +36,7 @@ from prometheus_client.utils import floatToGoString
 from prometheus_client.registry import Collector
 
 from ..events import BookSnapshot, BookUpdate, Gap, Rejected, Trade
+from .gcpause import GcCollector
 
 # Frame receipt -> publication is a few microseconds on the fast path and can reach
 # milliseconds under load; buckets from 5 µs to 1 s cover both without losing the p99.
@@ -80,6 +81,9 @@ FAMILY_NAMES = (
     "alphapulse_arbitrage_detection_latency_seconds",
     "alphapulse_store_trades",
     "alphapulse_store_bars",
+    "alphapulse_gc_collections_total",
+    "alphapulse_gc_pause_seconds_total",
+    "alphapulse_gc_frozen_objects",
 )
 PROCESS_FAMILY_NAMES = (
     "process_cpu_seconds_total",
@@ -279,6 +283,7 @@ class Metrics:
 
         if process:
             ProcessCollector(registry=r)
+            r.register(GcCollector())
 
         # Hot-path counts in plain dicts, added to the Counter families at scrape time
         # (``Counter.inc`` takes a lock and costs ~1 µs; a dict update a tenth of that).

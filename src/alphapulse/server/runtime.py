@@ -33,6 +33,7 @@ from ..arbitrage import ArbitrageDetector, Opportunity, run_expiry
 from ..errors import ConfigError
 from . import eventloop
 from .config import Config
+from .gcpause import freeze_startup_heap
 from .health import report as health_report
 from .hub import BookMirror, Hub
 from .metrics import Metrics
@@ -386,6 +387,7 @@ class Runtime:
             loop.add_signal_handler(sig, stop.set)
         try:
             await self.open()
+            freeze_startup_heap()
             assert self._server_task is not None
             waiter = asyncio.create_task(stop.wait())
             await asyncio.wait({waiter, self._server_task}, return_when=asyncio.FIRST_COMPLETED)

@@ -39,6 +39,7 @@ from ..errors import ProducerGone, RingOverrun
 from ..events import BookSnapshot, BookUpdate, Gap, Rejected, Trade
 from . import eventloop
 from .config import Config
+from .gcpause import freeze_startup_heap
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ async def _child(config: Config, ring_path: str, control: Connection) -> None:
             list(config.symbols), url=config.ws_url(name), rest_url=config.rest_url(name),
             sink=sink, recorder=recorder, **kwargs)
     tasks = [asyncio.create_task(c.run()) for c in collectors.values()]
+    freeze_startup_heap()        # see gcpause: full collections would re-walk start-up objects
 
     def on_control() -> None:
         try:
