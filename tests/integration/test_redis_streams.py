@@ -441,3 +441,20 @@ async def test_health_200_degraded_when_the_redis_writer_is_down(
                     client, lambda r: r.status_code == 200 and r.json()["status"] == "ok")
         finally:
             await runtime.close()
+
+
+async def test_stop_returns_while_reads_and_writes_are_in_flight(
+        redis_url: str, request: pytest.FixtureRequest) -> None:
+    """Stopping never cancels inside a redis-py command (which can swallow the cancellation
+    and leave the task pending for ever): a blocked XREAD or a flush in flight ends first."""
+    prefix = _prefix(request)
+    for round_ in range(10):
+        reader = RedisReader(redis_url, exchanges=["kraken"], symbols=["BTC-USD"],
+                             sink=lambda event: None, prefix=prefix, block_ms=200)
+        writer = RedisWriter(redis_url, prefix=prefix, batch_timeout_ms=1)
+        await reader.start()
+        await writer.start()
+        for i in range(200):
+            writer.on_event(_trade(round_ * 1000 + i, exchange="kraken"))
+        await asyncio.sleep(0.05 + 0.013 * round_)      # stop at varying points of a read
+        await asyncio.wait_for(asyncio.gather(reader.stop(), writer.stop()), timeout=5)

@@ -99,6 +99,7 @@ class RedisWriter:
         self._streams: dict[str, _Stream] = {}
         self._last_checkpoint: dict[str, int] = {}
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._client: aioredis.Redis | None = None
         self.connected = False
@@ -183,13 +184,15 @@ class RedisWriter:
 
     async def stop(self, flush_timeout: float = 2.0) -> None:
         """Flush what is buffered (bounded by ``flush_timeout``), then close."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            # Let a command in flight finish rather than cancel inside it (see RedisReader.stop).
+            self._stopping = True
+            self._wake.set()
+            done, _ = await asyncio.wait({task}, timeout=flush_timeout)
+            if not done:
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
         if self._client is not None:
             if self.connected and self._buffer:
                 try:
@@ -201,7 +204,7 @@ class RedisWriter:
 
     async def _run(self) -> None:
         attempt = 0
-        while True:
+        while not self._stopping:
             try:
                 if not self.connected:
                     await self._connect()
@@ -344,6 +347,7 @@ class RedisReader:
                 self._book_keys.append(book_key(prefix, ex, sym))
         self._client: aioredis.Redis | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.connected = False
         self.last_error = ""
         self.stats = {"entries": 0, "errors": 0, "bad_entries": 0}
@@ -360,12 +364,16 @@ class RedisReader:
         self._task = asyncio.create_task(self._run(), name="redis-reader")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        task, self._task = self._task, None
+        if task is not None:
+            # Let the blocking XREAD return (within block_ms) instead of cancelling it: redis-py
+            # can swallow a cancellation that lands inside one and leave the task pending for
+            # ever (redis/redis-py#2028, #2579; seen here as a test that never ended).
+            self._stopping = True
+            done, _ = await asyncio.wait({task}, timeout=self._block_ms / 1000 + 1.0)
+            if not done:             # e.g. in a backoff sleep: cancelling that is safe
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
         if self._client is not None:
             await self._client.aclose()
 
@@ -390,7 +398,7 @@ class RedisReader:
 
     async def _run(self) -> None:
         attempt = 0
-        while True:
+        while not self._stopping:
             try:
                 assert self._client is not None
                 await self._client.ping()
@@ -401,7 +409,7 @@ class RedisReader:
                     log.warning("redis source connected")
                 self.connected = True
                 attempt = 0
-                while True:
+                while not self._stopping:
                     reply = await self._client.xread(self._positions, count=self._count,
                                                      block=self._block_ms)
                     for key, entries in reply or ():
