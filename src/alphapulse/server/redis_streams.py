@@ -42,6 +42,22 @@ _MS = 1_000_000
 _BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 
+async def _end(task: asyncio.Task[None], grace: float) -> None:
+    """Let ``task`` end by itself within ``grace`` s, else cancel it (bounded wait).
+
+    The tasks below are asked to stop by a flag, not cancelled: redis-py can swallow a
+    cancellation that lands inside a command (a blocking XREAD, a flush) and leave the task
+    pending for ever (redis/redis-py#2028, #2579; seen here as a test that never ended).
+    Cancelling is the fallback for a task parked outside redis-py (a backoff sleep).
+    """
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if not done:
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if task.done() and not task.cancelled():
+        task.result()          # what ended it unexpectedly surfaces here, as awaiting it did
+
+
 def trades_key(prefix: str, exchange: str, symbol: str) -> str:
     return f"{prefix}:trades:{exchange}:{symbol}"
 
@@ -180,19 +196,16 @@ class RedisWriter:
     async def start(self) -> None:
         self._client = aioredis.from_url(self.url, socket_timeout=2.0,
                                          socket_connect_timeout=2.0)
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="redis-writer")
 
     async def stop(self, flush_timeout: float = 2.0) -> None:
         """Flush what is buffered (bounded by ``flush_timeout``), then close."""
         task, self._task = self._task, None
         if task is not None:
-            # Let a command in flight finish rather than cancel inside it (see RedisReader.stop).
             self._stopping = True
             self._wake.set()
-            done, _ = await asyncio.wait({task}, timeout=flush_timeout)
-            if not done:
-                task.cancel()
-                await asyncio.wait({task}, timeout=1.0)
+            await _end(task, flush_timeout)
         if self._client is not None:
             if self.connected and self._buffer:
                 try:
@@ -361,19 +374,14 @@ class RedisReader:
         # a frozen host) from an idle stream, and health turns to "down" instead of hanging.
         self._client = aioredis.from_url(self.url, socket_timeout=self._block_ms / 1000 + 5.0,
                                          socket_connect_timeout=2.0)
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="redis-reader")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            # Let the blocking XREAD return (within block_ms) instead of cancelling it: redis-py
-            # can swallow a cancellation that lands inside one and leave the task pending for
-            # ever (redis/redis-py#2028, #2579; seen here as a test that never ended).
-            self._stopping = True
-            done, _ = await asyncio.wait({task}, timeout=self._block_ms / 1000 + 1.0)
-            if not done:             # e.g. in a backoff sleep: cancelling that is safe
-                task.cancel()
-                await asyncio.wait({task}, timeout=1.0)
+            self._stopping = True            # a blocked XREAD returns within block_ms
+            await _end(task, self._block_ms / 1000 + 1.0)
         if self._client is not None:
             await self._client.aclose()
 
