@@ -129,11 +129,11 @@ def test_eventloop_run_uses_the_named_loop() -> None:
 
     from alphapulse.server import eventloop
 
-    async def which() -> str:
-        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+    async def which() -> tuple[str, str]:
+        return type(asyncio.get_running_loop()).__module__.split(".")[0], eventloop.running()
 
-    assert eventloop.run(which(), "uvloop") == "uvloop"
-    assert eventloop.run(which(), "asyncio") == "asyncio"
+    assert eventloop.run(which(), "uvloop") == ("uvloop", "uvloop")
+    assert eventloop.run(which(), "asyncio") == ("asyncio", "asyncio")
 
 
 def test_record_path_must_be_a_directory(tmp_path: Path) -> None:

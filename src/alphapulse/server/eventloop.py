@@ -13,7 +13,7 @@ import importlib.util
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["LOOPS", "available", "resolve", "run"]
+__all__ = ["LOOPS", "available", "resolve", "run", "running"]
 
 T = TypeVar("T")
 
@@ -30,6 +30,12 @@ def resolve(kind: str) -> str:
     if kind == "auto":
         return "uvloop" if available("uvloop") else "asyncio"
     return kind
+
+
+def running() -> str:
+    """The kind of the loop running now (call from inside it)."""
+    return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") \
+        else "asyncio"
 
 
 def _factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -287,8 +287,7 @@ class Runtime:
         bound = self.server.servers[0].sockets[0].getsockname() if self.server.servers else None
         self.port = bound[1] if bound else config.port
         log.info("serving on http://%s:%s (WebSocket /ws; %s event loop)", config.host, self.port,
-                 "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop")
-                 else "asyncio")
+                 eventloop.running())
 
     @staticmethod
     def _listen(config: Config) -> socket.socket:
