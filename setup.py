@@ -1,4 +1,4 @@
-"""Build the two compiled cores.  Everything declarative lives in pyproject.toml.
+"""Build the compiled cores.  Everything declarative lives in pyproject.toml.
 
 Environment switches (msgspec style):
   ALPHAPULSE_DEBUG=1     -O0 -g, Cython line tracing, AP_DEBUG invariant checks
@@ -41,7 +41,7 @@ def extension(name: str) -> Extension:
 setup(
     ext_modules=cythonize(
         [extension("_ring"), extension("_book"), extension("exchanges._hotpath"),
-         extension("exchanges._scan")],
+         extension("exchanges._scan"), extension("exchanges._wsframes")],
         compiler_directives={
             "language_level": 3,
             "embedsignature": True,

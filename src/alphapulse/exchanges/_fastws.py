@@ -26,7 +26,9 @@ socket read costs no future, no task step and no second event-loop turn; the han
 False (or raises) to hand control back to the waiting task, which then does whatever needs an
 ``await`` and calls ``recv_batch`` again.  At ~2,000 msgs/s the server does one socket read per
 message or two, and that hop was a large share of its CPU (``scripts/load-test ramp
---tick-ms 0.5``; README).
+--tick-ms 0.5``; README).  While a handler waits, a socket read that starts between messages
+skips ``websockets`` for its leading simple frames altogether (:mod:`._wsframes`, compiled):
+no buffer copy, no ``Frame`` objects, no event list; the rest of the read takes the path above.
 """
 from __future__ import annotations
 
@@ -41,7 +43,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.client import ClientProtocol
 from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.frames import BINARY, CONT, TEXT, CloseCode, Frame
-from websockets.protocol import Protocol
+from websockets.protocol import Protocol, State
+
+from ._wsframes import dispatch_frames, slice_frames
 
 __all__ = ["FAST", "FastClientConnection", "FastClientProtocol", "FrameHandler"]
 
@@ -57,35 +61,17 @@ class _FastFrames(Protocol):
     def _simple_frames(self) -> bool:
         """Take every complete simple frame at the head of the buffer; True if any."""
         buf = self.reader.buffer
-        n = len(buf)
-        if n < 2 or self.extensions or self.current_size is not None:
+        if len(buf) < 2 or self.extensions or self.current_size is not None:
             return False
         limit = self.max_message_size
-        pos = 0
+        taken, frames = slice_frames(buf, -1 if limit is None else limit)
+        if not taken:
+            return False
         # What recv_frame does with a final text/binary frame when no fragmented message is in
         # progress (checked above): append it to the events.
-        append = self.events.append
-        while n - pos >= 2:
-            b1 = buf[pos]
-            if b1 != 0x81 and b1 != 0x82:       # FIN + text/binary, no RSV bits
-                break
-            length = buf[pos + 1]
-            if length >= 126:                   # bit 7 set = masked (refused by websockets)
-                if length != 126 or n - pos < 4:
-                    break
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
-                start = pos + 4
-            else:
-                start = pos + 2
-            end = start + length
-            if end > n or (limit is not None and length > limit):
-                break
-            append(Frame(TEXT if b1 == 0x81 else BINARY, bytes(buf[start:end])))
-            pos = end
-        if pos:
-            del buf[:pos]
-            return True
-        return False
+        self.events += [Frame(TEXT if is_text else BINARY, payload) for is_text, payload in frames]
+        del buf[:taken]
+        return True
 
     def _waiting_for_simple(self) -> bool:
         """The buffer starts with a simple frame, within the size limit, not complete yet."""
@@ -210,11 +196,45 @@ class FastClientConnection(ClientConnection, asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes) -> None:
         # One clock read per socket read: every frame it completes was received now.
-        if FAST:
-            self._read_ts = time.time_ns()
-            if self._stamps:
-                self._trim_stamps()
+        if not FAST:
+            super().data_received(data)
+            return
+        ts = self._read_ts = time.time_ns()
+        if self._stamps:
+            self._trim_stamps()
+        if self._handler is not None and self._between_messages():
+            # Direct dispatch's front door: the read's leading simple frames go from the
+            # transport's bytes to the handler, without websockets' buffer copy, Frame
+            # objects or event list; whatever follows them takes websockets' path, in order.
+            protocol = self.protocol
+            limit = protocol.max_message_size
+            taken, stop = dispatch_frames(data, self._handler, ts, -1 if limit is None else limit)
+            if stop is not None:
+                self._hand_back(stop)
+            if taken == len(data):
+                return
+            data = data[taken:]
         super().data_received(data)
+
+    def _between_messages(self) -> bool:
+        """Nothing is buffered, queued or half-assembled: the next byte starts a frame that
+        could be handed over as it is (the connection open, no extension to undo)."""
+        protocol = self.protocol
+        return (protocol.state is State.OPEN and not protocol.reader.buffer
+                and protocol.current_size is None and not protocol.extensions
+                and not self.recv_messages.frames.queue)
+
+    def _hand_back(self, stop: bool | Exception) -> None:
+        """The handler returned False or raised: what follows queues up for the waiting task,
+        which wakes (and re-raises the handler's exception, if any)."""
+        if stop is not False:
+            # Raising here would reach the transport and abort the connection from inside
+            # websockets; the task decides instead (the collector reconnects).
+            self._handler_exc = stop
+        self._handler = None
+        waiter = self.recv_messages.frames.get_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def process_event(self, event: Any) -> None:
         handler = self._handler
@@ -228,14 +248,10 @@ class FastClientConnection(ClientConnection, asyncio.BufferedProtocol):
             try:
                 keep = handler(data if type(data) is bytes else bytes(data), self._read_ts)
             except Exception as exc:  # noqa: BLE001 - re-raised in the waiting task
-                # Raising here would reach the transport and abort the connection from
-                # inside websockets; the task decides instead (the collector reconnects).
-                self._handler_exc, keep = exc, False
+                self._hand_back(exc)
+                return
             if not keep:
-                self._handler = None            # what follows queues up for the task
-                waiter = self.recv_messages.frames.get_waiter
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+                self._hand_back(False)
             return
         super().process_event(event)
         if FAST and type(event) is Frame and (event.opcode is TEXT or event.opcode is BINARY
