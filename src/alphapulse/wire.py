@@ -41,13 +41,13 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final, NamedTuple
 
 from ._book import Delta
 from .errors import ProtocolError
-from .events import BookSnapshot, BookUpdate, Gap, Trade
+from .events import BookSnapshot, BookUpdate, Gap, Trade, fast_constructor, new_trade
 
 __all__ = [
     "MAGIC", "HEADER_SIZE", "RecordType", "Header", "Heartbeat", "Checksum", "Arbitrage",
@@ -148,27 +148,9 @@ class Header(NamedTuple):
 
 # --- fast event construction -----------------------------------------------------------------
 
-def _maker(cls: type) -> Any:
-    """A constructor for a frozen, slotted dataclass that stores the fields directly.
-
-    The dataclass ``__init__`` of a frozen class goes through ``object.__setattr__`` per field,
-    which costs several times more than the decoding around it; the slot descriptors' own
-    ``__set__`` gives the identical object.  Falls back to the class itself if the layout is
-    not what this expects (the round-trip tests compare with ``==`` either way)."""
-    names = [f.name for f in fields(cls)]
-    setters = {f"_set_{n}": cls.__dict__.get(n) for n in names}
-    if not all(type(d).__name__ == "member_descriptor" for d in setters.values()):
-        return cls
-    env: dict[str, Any] = {k: d.__set__ for k, d in setters.items()}
-    env["_new"], env["_cls"] = object.__new__, cls
-    body = "".join(f"    _set_{n}(o, {n})\n" for n in names)
-    exec(f"def make({', '.join(names)}):\n    o = _new(_cls)\n{body}    return o\n", env)
-    return env["make"]
-
-
-_trade = _maker(Trade)
-_update = _maker(BookUpdate)
-_snapshot = _maker(BookSnapshot)
+_trade = new_trade
+_update = fast_constructor(BookUpdate)
+_snapshot = fast_constructor(BookSnapshot)
 
 
 # --- name blocks -------------------------------------------------------------------------------

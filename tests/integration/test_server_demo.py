@@ -107,9 +107,13 @@ def test_demo_shows_books_trades_arbitrage_then_exits_cleanly(processes: str, lo
             assert set(health["exchanges"]) == {"kraken", "coinbase", "binanceus"}
             assert health["healthy"] is True
             # Start-up objects frozen out of the collector's reach (server/gcpause.py).
-            frozen = re.search(r"^alphapulse_gc_frozen_objects (\S+)$",
-                               client.get("/metrics").text, re.M)
+            metrics = client.get("/metrics").text
+            frozen = re.search(r"^alphapulse_gc_frozen_objects (\S+)$", metrics, re.M)
             assert frozen is not None and float(frozen.group(1)) > 10_000
+            # Each exchange's events timed from frame receipt to the end of publication.
+            timed = re.findall(r'^alphapulse_processing_latency_seconds_count'
+                               r'\{exchange="(\w+)"\} (\S+)$', metrics, re.M)
+            assert {ex for ex, n in timed if float(n) > 0} == {"kraken", "coinbase", "binanceus"}
     finally:
         code = server.stop()
     assert code == 0, "".join(server.lines[-30:])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 from prometheus_client import REGISTRY
@@ -86,20 +87,24 @@ def test_on_event_counts_and_resyncs() -> None:
     metrics.on_event(snap)          # second: a resync
     metrics.on_event(Gap("kraken", "BTC-USD", "checksum", "", -1, 3))
     metrics.on_event(Rejected("kraken", "bad_json", "", 3))
-    metrics.observe_latency("kraken", 1_000, now_ns=1_000 + 20_000)   # 20 µs
+    # Every event with a receipt time is timed on arrival here (the last subscriber): 8 so far,
+    # received "at" 2-3 ns after the epoch; one more received 20 µs ago.
+    metrics.on_event(BookUpdate("kraken", "BTC-USD", "BTC/USD", None,  # type: ignore[arg-type]
+                                1, time.time_ns() - 20_000))
     s = _samples(metrics)
     kr = (("exchange", "kraken"), ("symbol", "BTC-USD"))
     assert s[("alphapulse_trades_processed_total", kr)] == 3
-    assert s[("alphapulse_book_updates_total", kr)] == 1
+    assert s[("alphapulse_book_updates_total", kr)] == 2
     assert s[("alphapulse_book_snapshots_total", kr)] == 2
     assert s[("alphapulse_resyncs_total", (("exchange", "kraken"),))] == 1
     assert s[("alphapulse_gaps_total", (("exchange", "kraken"), ("reason", "checksum")))] == 1
     assert s[("alphapulse_rejected_messages_total",
               (("exchange", "kraken"), ("reason", "bad_json")))] == 1
-    assert s[("alphapulse_processing_latency_seconds_bucket",
-              (("exchange", "kraken"), ("le", "2.5e-05")))] == 1
+    assert s[("alphapulse_processing_latency_seconds_count", (("exchange", "kraken"),))] == 9
     assert s[("alphapulse_processing_latency_seconds_bucket",
               (("exchange", "kraken"), ("le", "1e-05")))] == 0
+    assert s[("alphapulse_processing_latency_seconds_bucket",
+              (("exchange", "kraken"), ("le", "1.0")))] == 1      # the recent one
 
 
 def test_store_sizes_read_at_scrape_time() -> None:

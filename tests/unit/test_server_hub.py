@@ -33,9 +33,8 @@ class _Broken:
         raise RuntimeError("boom")
 
 
-def test_hub_isolates_a_failing_subscriber_and_measures_latency() -> None:
-    latencies: list[tuple[str, int, int]] = []
-    hub = Hub(latency=lambda ex, ts, now: latencies.append((ex, ts, now)))
+def test_hub_isolates_a_failing_subscriber() -> None:
+    hub = Hub()
     first, last = _Recorder(), _Recorder()
     hub.subscribe(first)
     hub.subscribe(_Broken())
@@ -45,8 +44,6 @@ def test_hub_isolates_a_failing_subscriber_and_measures_latency() -> None:
     hub.publish(trade)
     assert first.seen == last.seen == [trade, trade]
     assert hub.errors == {"_Broken:RuntimeError": 2}
-    assert [(ex, ts) for ex, ts, _ in latencies] == [("kraken", 6), ("kraken", 6)]
-    assert all(now >= ts for _, ts, now in latencies)
     hub.unsubscribe(first)
     hub.publish(trade)
     assert len(first.seen) == 2 and len(last.seen) == 3

@@ -16,7 +16,7 @@ import orjson
 
 from .._book import OrderBook
 from ..errors import BookError, ProtocolError
-from ..events import BookSnapshot, BookUpdate, Event, Gap, Rejected, Trade
+from ..events import BookSnapshot, BookUpdate, Event, Gap, Rejected, new_trade
 from ..symbols import Instrument, from_native, instrument
 
 HOTPATH_MISSING = ("alphapulse.exchanges._hotpath is not built: run pip install . or "
@@ -299,8 +299,8 @@ class FeedParser:
                              seq - last - 1, ts_recv, request=False)
             self._last_trade[symbol] = seq
         self.trades += 1
-        self.sink(Trade(self.exchange, symbol, native, price, size, side,  # type: ignore[arg-type]
-                        trade_id, ts_event, ts_recv))
+        self.sink(new_trade(self.exchange, symbol, native, price, size, side, trade_id,
+                            ts_event, ts_recv))
 
     def gap(self, symbol: str, reason: str, detail: str, missed: int, ts_recv: int, *,
             request: bool = True) -> None:

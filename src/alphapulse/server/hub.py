@@ -7,13 +7,12 @@ WebSocket fan-out enqueues into bounded per-client queues, the shm publisher wri
 with the drop policy, the Redis writer appends to a bounded buffer.  A subscriber that raises is
 logged (once per exception type) and counted; it never stops the others or the collector.
 
-Processing latency is measured here, after the last subscriber: ``time.time_ns() - ts_recv``
-is the frame-receipt-to-publication time the metrics export.
+Processing latency (frame receipt to publication) is recorded by the metrics, the last
+subscriber the server registers, so it covers every other subscriber's work.
 """
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -31,10 +30,9 @@ class Subscriber(Protocol):
 class Hub:
     """Fans every event out to the subscribers, in registration order; never blocks."""
 
-    def __init__(self, latency: Callable[[str, int, int], None] | None = None) -> None:
+    def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
         self._callbacks: list[Callable[[Any], None]] = []
-        self._latency = latency
         self.events = 0
         self.errors: dict[str, int] = {}
 
@@ -56,7 +54,7 @@ class Hub:
         return tuple(self._subscribers)
 
     def publish(self, event: Any) -> None:
-        """The collectors' sink: hand ``event`` to every subscriber, then record latency."""
+        """The collectors' sink: hand ``event`` to every subscriber."""
         self.events += 1
         for callback in self._callbacks:
             try:
@@ -67,11 +65,6 @@ class Hub:
                 self.errors[name] = seen + 1
                 if seen == 0:
                     log.exception("hub subscriber %s failed (logged once per kind)", name)
-        latency = self._latency
-        if latency is not None:
-            ts_recv = getattr(event, "ts_recv", 0)
-            if ts_recv:
-                latency(event.exchange, ts_recv, time.time_ns())
 
 
 class BookMirror:

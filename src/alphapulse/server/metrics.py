@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -199,7 +200,7 @@ class Metrics:
         self.book_snapshots = Counter(
             "alphapulse_book_snapshots", "Full order-book snapshots (initial syncs and resyncs).",
             ["exchange", "symbol"], registry=r)
-        # Observed on the hot path into plain per-exchange bucket counts (see observe_latency),
+        # Observed on the hot path into plain per-exchange bucket counts (see on_event),
         # exposed as a histogram family at scrape time.
         self.processing_latency = _LatencyHistogram(
             "alphapulse_processing_latency_seconds",
@@ -293,18 +294,30 @@ class Metrics:
 
     # --- hot path ---------------------------------------------------------------------------
 
-    def on_event(self, event: object) -> None:
-        """Count one collector event (a hub subscriber; never blocks)."""
+    def on_event(self, event: Any) -> None:
+        """Count one collector event and record its frame-receipt-to-publication time (a hub
+        subscriber, never blocks; the server registers it last, so the time covers every
+        other subscriber's work)."""
         kind = type(event)
         if kind is BookUpdate:
-            key = (event.exchange, event.symbol)  # type: ignore[attr-defined]
+            key = (event.exchange, event.symbol)
             counts = self._updates
             counts[key] = counts.get(key, 0) + 1
-        elif kind is Trade:
-            key = (event.exchange, event.symbol)  # type: ignore[attr-defined]
+            self.processing_latency.observe_ns(event.exchange, time.time_ns() - event.ts_recv)
+            return
+        if kind is Trade:
+            key = (event.exchange, event.symbol)
             counts = self._trades
             counts[key] = counts.get(key, 0) + 1
-        elif isinstance(event, BookUpdate):      # subclasses: the same, off the fast path
+            self.processing_latency.observe_ns(event.exchange, time.time_ns() - event.ts_recv)
+            return
+        self._count_other(event)
+        ts_recv = getattr(event, "ts_recv", 0)
+        if ts_recv:
+            self.processing_latency.observe_ns(event.exchange, time.time_ns() - ts_recv)
+
+    def _count_other(self, event: Any) -> None:
+        if isinstance(event, BookUpdate):        # subclasses: the same, off the fast path
             key = (event.exchange, event.symbol)
             self._updates[key] = self._updates.get(key, 0) + 1
         elif isinstance(event, Trade):
@@ -321,12 +334,6 @@ class Metrics:
             self.gaps.labels(event.exchange, event.reason).inc()
         elif isinstance(event, Rejected):
             self.rejected_messages.labels(event.exchange, event.reason).inc()
-
-    def observe_latency(self, exchange: str, ts_recv_ns: int, now_ns: int | None = None) -> None:
-        """Record frame receipt -> publication for one event (``now_ns`` defaults to now)."""
-        if now_ns is None:
-            now_ns = time.time_ns()
-        self.processing_latency.observe_ns(exchange, now_ns - ts_recv_ns)
 
     def _flush(self) -> None:
         """Move the hot-path counts into the Counter families (before a scrape)."""

@@ -88,7 +88,7 @@ class Runtime:
         self.metrics = Metrics()
         self.store = TradeStore(config.trades_per_symbol)
         self.metrics.bind_store(self.store.sizes)
-        self.hub = Hub(latency=self.metrics.observe_latency)
+        self.hub = Hub()
         self.detector = ArbitrageDetector(
             fees=config.arb_fees_bps or None, threshold_bps=config.arb_threshold_bps,
             max_age_s=config.arb_max_age_s, notional=config.arb_notional)
@@ -189,6 +189,7 @@ class Runtime:
                 books=self.book, metrics=self.metrics)
             self.hub.subscribe(self.redis_writer)
             await self.redis_writer.start()
+        # Last: it records each event's frame-receipt-to-publication time.
         self.hub.subscribe(self.metrics)
 
         if config.source == "redis":
