@@ -20,7 +20,8 @@ from alphapulse.exchanges._fastws import FAST, FastClientConnection
 pytestmark = pytest.mark.skipif(not FAST, reason="websockets major version not supported")
 
 
-async def test_simple_frames_never_reach_websockets(monkeypatch: pytest.MonkeyPatch) -> None:
+def _websockets_reads(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """From now on, every client read that reaches websockets' own parser, in order."""
     fed: list[bytes] = []
     original = Protocol.receive_data
 
@@ -28,6 +29,12 @@ async def test_simple_frames_never_reach_websockets(monkeypatch: pytest.MonkeyPa
         if isinstance(self, ClientProtocol):
             fed.append(bytes(data))
         original(self, data)
+
+    monkeypatch.setattr(Protocol, "receive_data", counting)
+    return fed
+
+
+async def test_simple_frames_never_reach_websockets(monkeypatch: pytest.MonkeyPatch) -> None:
 
     payloads = [b'{"seq":%d}' % i for i in range(40)]
     first = b"".join(_frame(p) for p in payloads[:20])
@@ -44,7 +51,7 @@ async def test_simple_frames_never_reach_websockets(monkeypatch: pytest.MonkeyPa
                      compression=None) as server:
         async with connect(_url(server), compression=None, max_queue=None,
                            create_connection=FastClientConnection) as ws:
-            monkeypatch.setattr(Protocol, "receive_data", counting)
+            fed = _websockets_reads(monkeypatch)
             await ws.send("go")
             assert await _batch(ws, handler) == []
             assert fed == []                    # 20 frames: websockets saw none of them
@@ -54,6 +61,41 @@ async def test_simple_frames_never_reach_websockets(monkeypatch: pytest.MonkeyPa
     # From the ping on, the read went to websockets (which answered it); the frames after
     # the ping were still handed over in order.
     assert fed[:1] == [ping + third]
+
+
+@pytest.mark.parametrize("cut", [1, 3, 5, 40])    # inside the header, the length, the payload
+async def test_a_frame_split_across_reads_is_completed_by_the_front_door(
+        monkeypatch: pytest.MonkeyPatch, cut: int) -> None:
+
+    payloads = [b'{"seq":%d,"pad":"%s"}' % (i, b"p" * 150) for i in range(6)]
+    raw = b"".join(_frame(p) for p in payloads)
+    split = len(_frame(payloads[0])) * 2 + cut              # inside the third frame
+
+    async def writer(ws: ServerConnection) -> None:
+        await ws.recv()
+        ws.transport.write(raw[:split])
+        await asyncio.sleep(0.1)
+        ws.transport.write(raw[split:])
+        await ws.wait_closed()
+
+    handled: list[bytes] = []
+
+    def handler(data: bytes, ts: int) -> bool:
+        handled.append(data)
+        return data != payloads[-1]
+
+    async with serve(writer, "127.0.0.1", 0, compression=None) as server:
+        async with connect(_url(server), compression=None, max_queue=None,
+                           create_connection=FastClientConnection) as ws:
+            fed = _websockets_reads(monkeypatch)
+            await ws.send("go")
+            assert await _batch(ws, handler) == []
+            seen_by_websockets = list(fed)
+    assert handled == payloads
+    # Only the first read's unfinished frame went to websockets' buffer; the second read
+    # too only while that frame's length was not known yet (a 4-byte header here).
+    partial = raw[len(_frame(payloads[0])) * 2:split]
+    assert seen_by_websockets == ([partial] if cut >= 4 else [partial, raw[split:]])
 
 
 def _traffic(rng: random.Random, n: int) -> tuple[bytes, list[bytes]]:

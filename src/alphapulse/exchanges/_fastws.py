@@ -58,6 +58,10 @@ FAST = websockets.__version__.split(".")[0] in {"13", "14", "15", "16", "17"}
 class _FastFrames(Protocol):
     """``Protocol.parse`` with a fast loop for complete simple frames in front of it."""
 
+    # True while parse() waits for the rest of the simple frame at the head of the buffer
+    # and holds nothing of it but the buffered bytes (the connection may complete it).
+    awaiting_simple = False
+
     def _simple_frames(self) -> bool:
         """Take every complete simple frame at the head of the buffer; True if any."""
         buf = self.reader.buffer
@@ -95,6 +99,20 @@ class _FastFrames(Protocol):
             return False                        # websockets' path raises PayloadTooBig
         return header + length > n
 
+    def simple_bytes_missing(self) -> int:
+        """While :attr:`awaiting_simple`: the bytes that complete the frame at the head of the
+        buffer (0 while its length is not buffered yet)."""
+        buf = self.reader.buffer
+        n = len(buf)
+        if n < 2:
+            return 0
+        length, header = buf[1], 2
+        if length == 126:
+            if n < 4:
+                return 0
+            length, header = (buf[2] << 8) | buf[3], 4
+        return header + length - n
+
     def parse(self) -> Generator[None]:
         # The structure and error handling of websockets' Protocol.parse, with the fast loop
         # tried first on every step.
@@ -109,7 +127,9 @@ class _FastFrames(Protocol):
                     # brings a frame or two): the fast loop first, not Frame.parse.
                     continue
                 if self._waiting_for_simple():
+                    self.awaiting_simple = True
                     yield                       # more data will complete it
+                    self.awaiting_simple = False
                     continue
                 max_size = None
                 if self.max_message_size is not None:
@@ -202,13 +222,32 @@ class FastClientConnection(ClientConnection, asyncio.BufferedProtocol):
         ts = self._read_ts = time.time_ns()
         if self._stamps:
             self._trim_stamps()
-        if self._handler is not None and self._between_messages():
+        handler = self._handler
+        if handler is not None and self._between_messages():
             # Direct dispatch's front door: the read's leading simple frames go from the
             # transport's bytes to the handler, without websockets' buffer copy, Frame
             # objects or event list; whatever follows them takes websockets' path, in order.
             protocol = self.protocol
             limit = protocol.max_message_size
-            taken, stop = dispatch_frames(data, self._handler, ts, -1 if limit is None else limit)
+            limit = -1 if limit is None else limit
+            buf = protocol.reader.buffer
+            if buf:
+                # The last read ended inside a simple frame (large writes rarely end on a
+                # frame boundary): complete it from this read and hand it over first.
+                need = protocol.simple_bytes_missing()
+                if need <= 0 or need > len(data):
+                    super().data_received(data)
+                    return
+                buf += data[:need]
+                data = data[need:]
+                _, stop = dispatch_frames(buf, handler, ts, limit)
+                del buf[:]
+                if stop is not None:
+                    self._hand_back(stop)
+                    if data:
+                        super().data_received(data)
+                    return
+            taken, stop = dispatch_frames(data, handler, ts, limit)
             if stop is not None:
                 self._hand_back(stop)
             if taken == len(data):
@@ -217,10 +256,12 @@ class FastClientConnection(ClientConnection, asyncio.BufferedProtocol):
         super().data_received(data)
 
     def _between_messages(self) -> bool:
-        """Nothing is buffered, queued or half-assembled: the next byte starts a frame that
-        could be handed over as it is (the connection open, no extension to undo)."""
+        """Nothing queued or half-assembled, and nothing buffered but (possibly) the start of
+        a simple frame: the next bytes can be handed over as they are (the connection open,
+        no extension to undo)."""
         protocol = self.protocol
-        return (protocol.state is State.OPEN and not protocol.reader.buffer
+        return (protocol.state is State.OPEN
+                and (not protocol.reader.buffer or protocol.awaiting_simple)
                 and protocol.current_size is None and not protocol.extensions
                 and not self.recv_messages.frames.queue)
 
