@@ -40,7 +40,7 @@ def extension(name: str) -> Extension:
 
 setup(
     ext_modules=cythonize(
-        [extension("_ring"), extension("_book"), extension("exchanges._hotpath"),
+        [extension("_ring"), extension("_book"), extension("_wire"), extension("exchanges._hotpath"),
          extension("exchanges._scan"), extension("exchanges._wsframes")],
         compiler_directives={
             "language_level": 3,

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "alphapulse"
 
 LAYERS: dict[str, int] = {
     "errors": 0,
-    "_ring": 1, "_book": 1,
+    "_ring": 1, "_book": 1, "_wire": 1,
     "ring": 2, "book": 2, "events": 2, "wire": 2, "symbols": 2,
     "exchanges": 3, "capture": 3, "replay": 3, "verify": 3,
     "consolidated": 3, "arbitrage": 3, "feed": 3,
@@ -103,7 +103,7 @@ def test_import_alphapulse_loads_no_server_dependency() -> None:
 
 def test_cores_do_not_import_asyncio() -> None:
     # Loading the compiled module runs alphapulse/__init__ first, so check the sources.
-    for core in ("_ring.pyx", "_book.pyx"):
+    for core in ("_ring.pyx", "_book.pyx", "_wire.pyx"):
         for line in (PACKAGE / core).read_text().splitlines():
             words = line.split()
             assert not (words[:1] in (["import"], ["from"]) and "asyncio" in line), f"{core}: {line}"

@@ -96,6 +96,8 @@ cdef class Delta:
     cdef int64_t _inline[8]   # storage for up to 4 changes (no malloc for most updates)
 
     cdef int _alloc(self, Py_ssize_t n) except -1
+    cdef Py_ssize_t _encoded_max(self) except -1
+    cdef Py_ssize_t _encode_into(self, unsigned char *p) except -1
 
 
 cdef class OrderBook:

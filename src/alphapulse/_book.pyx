@@ -29,6 +29,7 @@ cdef extern from "Python.h":
     void *PyUnicode_DATA(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    const char *PyUnicode_AsUTF8AndSize(object o, Py_ssize_t *size) except NULL
 
 
 BID = 0

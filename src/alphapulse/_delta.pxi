@@ -55,6 +55,11 @@ def _decode_delta(data):
     return Delta.decode(data)
 
 
+cdef inline const char *_utf8(str text, Py_ssize_t *size) except NULL:
+    # The str's own UTF-8 buffer (kept by CPython; ASCII text needs no copy at all).
+    return PyUnicode_AsUTF8AndSize(text, size)
+
+
 @cython.freelist(64)
 cdef class Delta:
     """A set of level changes that takes a book from one sequence number to the next.
@@ -207,49 +212,60 @@ cdef class Delta:
 
     def encode(self):
         """The compact binary form (bytes); ``Delta.decode`` is its exact inverse."""
-        cdef bytes ex = self.exchange.encode("utf-8")
-        cdef bytes sy = self.symbol.encode("utf-8")
-        cdef Py_ssize_t bound = (4 + 3 * 10 + 20 + len(ex) + len(sy)
-                                 + self.n * 2 * AP_VARINT_MAX)
         cdef unsigned char stackbuf[512]
         cdef unsigned char *p = stackbuf
-        cdef size_t pos = 4
-        cdef Py_ssize_t i
-        cdef int64_t prev = 0, d
-        cdef uint64_t m
-        cdef unsigned tz = 0
+        cdef Py_ssize_t bound = self._encoded_max()
         if bound > 512:
             p = <unsigned char *>malloc(<size_t>bound)
             if p == NULL:
                 raise MemoryError()
         try:
-            p[0] = DELTA_MAGIC
-            p[1] = FLAG_SNAPSHOT if self.is_snapshot else 0
-            p[2] = <unsigned char>self.price_precision
-            p[3] = <unsigned char>self.size_precision
-            pos += ap_put_uvarint(p + pos, <uint64_t>self.sequence)
-            pos += ap_put_uvarint(p + pos, <uint64_t>len(ex))
-            memcpy(p + pos, PyBytes_AS_STRING(ex), <size_t>len(ex))
-            pos += <size_t>len(ex)
-            pos += ap_put_uvarint(p + pos, <uint64_t>len(sy))
-            memcpy(p + pos, PyBytes_AS_STRING(sy), <size_t>len(sy))
-            pos += <size_t>len(sy)
-            pos += ap_put_uvarint(p + pos, <uint64_t>self.n_bids)
-            pos += ap_put_uvarint(p + pos, <uint64_t>(self.n - self.n_bids))
-            for i in range(self.n):
-                d = self.prices[i] - prev
-                prev = self.prices[i]
-                tz = 0
-                while tz < 7 and d != 0 and d % 10 == 0:
-                    d = d // 10
-                    tz += 1
-                pos += ap_put_number(p + pos, ap_zigzag(d), tz, AP_PRICE_TZBITS)
-                ap_split_tz(<uint64_t>self.sizes[i], 15, &m, &tz)
-                pos += ap_put_number(p + pos, m, tz, AP_SIZE_TZBITS)
-            return (<char *>p)[:pos]
+            return (<char *>p)[:self._encode_into(p)]
         finally:
             if p != stackbuf:
                 free(p)
+
+    cdef Py_ssize_t _encoded_max(self) except -1:
+        """An upper bound of ``_encode_into``'s output size."""
+        cdef Py_ssize_t le, ls
+        _utf8(self.exchange, &le)
+        _utf8(self.symbol, &ls)
+        return 4 + 3 * 10 + le + ls + self.n * 2 * AP_VARINT_MAX
+
+    cdef Py_ssize_t _encode_into(self, unsigned char *p) except -1:
+        """Write the binary form to ``p`` (room for ``_encoded_max()`` bytes); its length.
+        Record encoders (``_wire.pyx``) write it straight after their envelope."""
+        cdef Py_ssize_t le, ls, i
+        cdef const char *ex = _utf8(self.exchange, &le)
+        cdef const char *sy = _utf8(self.symbol, &ls)
+        cdef size_t pos = 4
+        cdef int64_t prev = 0, d
+        cdef uint64_t m
+        cdef unsigned tz = 0
+        p[0] = DELTA_MAGIC
+        p[1] = FLAG_SNAPSHOT if self.is_snapshot else 0
+        p[2] = <unsigned char>self.price_precision
+        p[3] = <unsigned char>self.size_precision
+        pos += ap_put_uvarint(p + pos, <uint64_t>self.sequence)
+        pos += ap_put_uvarint(p + pos, <uint64_t>le)
+        memcpy(p + pos, ex, <size_t>le)
+        pos += <size_t>le
+        pos += ap_put_uvarint(p + pos, <uint64_t>ls)
+        memcpy(p + pos, sy, <size_t>ls)
+        pos += <size_t>ls
+        pos += ap_put_uvarint(p + pos, <uint64_t>self.n_bids)
+        pos += ap_put_uvarint(p + pos, <uint64_t>(self.n - self.n_bids))
+        for i in range(self.n):
+            d = self.prices[i] - prev
+            prev = self.prices[i]
+            tz = 0
+            while tz < 7 and d != 0 and d % 10 == 0:
+                d = d // 10
+                tz += 1
+            pos += ap_put_number(p + pos, ap_zigzag(d), tz, AP_PRICE_TZBITS)
+            ap_split_tz(<uint64_t>self.sizes[i], 15, &m, &tz)
+            pos += ap_put_number(p + pos, m, tz, AP_SIZE_TZBITS)
+        return <Py_ssize_t>pos
 
     @staticmethod
     def decode(data):

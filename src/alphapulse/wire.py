@@ -34,8 +34,10 @@ cost is measured (benchmarks/feed_latency.py --envelope): about 20 bytes per rec
 per name triple, the decoder per distinct byte string), so no string is built per record.
 
 ``encode``/``decode`` are exact inverses: ``decode(encode(x, ts_pub)) == x`` for every event and
-record value, and ``encode(decode(b), ts_pub(b)) == b`` for every record.  Both are a struct
-pack/unpack plus a join; there is no per-record dict.
+record value, and ``encode(decode(b), ts_pub(b)) == b`` for every record.  Encoding is compiled
+(``_wire.pyx``: the whole record written into one buffer; book and trade records, the server's
+hot path, with no intermediate object at all); decoding is a struct unpack plus slices; there is
+no per-record dict.
 """
 from __future__ import annotations
 
@@ -46,6 +48,10 @@ from enum import IntEnum
 from typing import Any, Final, NamedTuple
 
 from ._book import Delta
+from ._wire import NAME_CACHE_MAX
+from ._wire import encode_book as _encode_book
+from ._wire import encode_record as _encode_record
+from ._wire import encode_trade as _encode_trade
 from .errors import ProtocolError
 from .events import BookSnapshot, BookUpdate, Gap, Trade, fast_constructor, new_trade
 
@@ -89,7 +95,6 @@ _HEARTBEAT = struct.Struct("<iQ")
 _TS_PUB = struct.Struct("<q")
 
 _SIDES: Final = ("buy", "sell")
-_SIDE_CODE: Final = {"buy": 0, "sell": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,26 +158,10 @@ _update = fast_constructor(BookUpdate)
 _snapshot = fast_constructor(BookSnapshot)
 
 
-# --- name blocks -------------------------------------------------------------------------------
+# --- name blocks (decoding; the encoder's cache is in _wire) ------------------------------------
 
-_ENC_NAMES: dict[tuple[str, str, str], tuple[int, int, int, bytes]] = {}
 _DEC_NAMES: dict[bytes, tuple[str, str, str]] = {}
-_NAME_CACHE_MAX = 4096   # bounded: a hostile or buggy peer must not grow it without limit
-
-
-def _names_block(exchange: str, symbol: str, native: str) -> tuple[int, int, int, bytes]:
-    key = (exchange, symbol, native)
-    hit = _ENC_NAMES.get(key)
-    if hit is not None:
-        return hit
-    e, s, n = exchange.encode(), symbol.encode(), native.encode()
-    if len(e) > 255 or len(s) > 255 or len(n) > 255:
-        raise ValueError(f"exchange/symbol names longer than 255 bytes: {key!r}")
-    hit = (len(e), len(s), len(n), e + s + n)
-    if len(_ENC_NAMES) >= _NAME_CACHE_MAX:
-        _ENC_NAMES.clear()
-    _ENC_NAMES[key] = hit
-    return hit
+_NAME_CACHE_MAX = NAME_CACHE_MAX
 
 
 def _split_names(block: bytes, le: int, ls: int) -> tuple[str, str, str]:
@@ -188,12 +177,6 @@ def _split_names(block: bytes, le: int, ls: int) -> tuple[str, str, str]:
     return names
 
 
-def _head(kind: int, exchange: str, symbol: str, native: str, ts_event: int, ts_recv: int,
-          ts_pub_: int) -> bytes:
-    le, ls, ln, block = _names_block(exchange, symbol, native)
-    return _HDR.pack(MAGIC, kind, le, ls, ln, ts_event, ts_recv, ts_pub_) + block
-
-
 # --- encoding ----------------------------------------------------------------------------------
 
 def encode_book(kind: str | int, exchange: str, symbol: str, delta: Delta, ts_event: int,
@@ -205,21 +188,7 @@ def encode_book(kind: str | int, exchange: str, symbol: str, delta: Delta, ts_ev
         code = BOOK_DELTA
     else:
         raise ValueError(f"book record kind must be 'snapshot' or 'delta', got {kind!r}")
-    le, ls, ln, block = _names_block(exchange, symbol, native)
-    return b"".join((_HDR.pack(MAGIC, code, le, ls, ln, ts_event, ts_recv, ts_pub_), block,
-                     delta.encode()))
-
-
-def _encode_trade(t: Trade, ts_pub_: int) -> bytes:
-    le, ls, ln, block = _names_block(t.exchange, t.symbol, t.native_symbol)
-    price, size, tid = t.price.encode("ascii"), t.size.encode("ascii"), t.trade_id.encode()
-    side = _SIDE_CODE.get(t.side)
-    if side is None:
-        raise ValueError(f"trade side must be 'buy' or 'sell', got {t.side!r}")
-    if len(price) > 255 or len(size) > 255 or len(tid) > 65535:
-        raise ValueError("trade price/size text longer than 255 bytes or trade_id over 64 KiB")
-    return b"".join((_HDR.pack(MAGIC, TRADE, le, ls, ln, t.ts_event, t.ts_recv, ts_pub_), block,
-                     _TRADE_FIXED.pack(side, len(price), len(size), len(tid)), price, size, tid))
+    return _encode_book(code, exchange, symbol, native, delta, ts_event, ts_recv, ts_pub_)
 
 
 def _encode_gap(g: Gap, ts_pub_: int) -> bytes:
@@ -227,8 +196,8 @@ def _encode_gap(g: Gap, ts_pub_: int) -> bytes:
     if len(reason) > 255:
         raise ValueError(f"gap reason longer than 255 bytes: {g.reason!r}")
     detail = _clip(detail, 65535)
-    return b"".join((_head(GAP, g.exchange, g.symbol, "", 0, g.ts_recv, ts_pub_),
-                     _GAP.pack(g.missed, len(reason), len(detail)), reason, detail))
+    return _encode_record(GAP, g.exchange, g.symbol, "", 0, g.ts_recv, ts_pub_, b"".join((
+        _GAP.pack(g.missed, len(reason), len(detail)), reason, detail)))
 
 
 def _clip(text: bytes, limit: int) -> bytes:
@@ -244,30 +213,33 @@ def encode(obj: Record, ts_pub: int = 0) -> bytes:
     ``ts_pub`` is the publication time (``time.time_ns()``) stamped into the header; the wire
     values Heartbeat/Checksum/Control carry their own."""
     cls = type(obj)
-    if cls is BookUpdate or cls is BookSnapshot:
-        le, ls, ln, block = _names_block(obj.exchange, obj.symbol, obj.native_symbol)
-        return b"".join((_HDR.pack(MAGIC, BOOK_DELTA if cls is BookUpdate else BOOK_SNAPSHOT,
-                                   le, ls, ln, obj.ts_event, obj.ts_recv, ts_pub),
-                         block, obj.delta.encode()))
+    if cls is BookUpdate:
+        return _encode_book(BOOK_DELTA, obj.exchange, obj.symbol, obj.native_symbol, obj.delta,
+                            obj.ts_event, obj.ts_recv, ts_pub)
     if cls is Trade:
-        return _encode_trade(obj, ts_pub)
+        return _encode_trade(obj.exchange, obj.symbol, obj.native_symbol, obj.price, obj.size,
+                             obj.side, obj.trade_id, obj.ts_event, obj.ts_recv, ts_pub)
+    if cls is BookSnapshot:
+        return _encode_book(BOOK_SNAPSHOT, obj.exchange, obj.symbol, obj.native_symbol,
+                            obj.delta, obj.ts_event, obj.ts_recv, ts_pub)
     if cls is Gap:
         return _encode_gap(obj, ts_pub)
     if cls is Checksum:
-        return (_head(CHECKSUM, obj.exchange, obj.symbol, "", 0, 0, obj.ts_pub)
-                + _CHECKSUM.pack(obj.sequence, obj.checksum))
+        return _encode_record(CHECKSUM, obj.exchange, obj.symbol, "", 0, 0, obj.ts_pub,
+                              _CHECKSUM.pack(obj.sequence, obj.checksum))
     if cls is Heartbeat:
-        return _head(HEARTBEAT, "", "", "", 0, 0, obj.ts_pub) + _HEARTBEAT.pack(obj.server_pid,
-                                                                             obj.dropped)
+        return _encode_record(HEARTBEAT, "", "", "", 0, 0, obj.ts_pub,
+                              _HEARTBEAT.pack(obj.server_pid, obj.dropped))
     if cls is Control:
         kind = obj.kind.encode()
         if len(kind) > 255:
             raise ValueError(f"control kind longer than 255 bytes: {obj.kind!r}")
-        return b"".join((_head(CONTROL, "", "", "", 0, 0, obj.ts_pub), bytes((len(kind),)), kind,
-                         obj.detail.encode()))
+        return _encode_record(CONTROL, "", "", "", 0, 0, obj.ts_pub,
+                              bytes((len(kind),)) + kind + obj.detail.encode())
     if cls is Arbitrage:
         body = json.dumps(obj.data, separators=(",", ":"), allow_nan=False).encode()
-        return _head(ARBITRAGE, "", obj.symbol, "", obj.ts_event, obj.ts_recv, ts_pub) + body
+        return _encode_record(ARBITRAGE, "", obj.symbol, "", obj.ts_event, obj.ts_recv, ts_pub,
+                              body)
     raise TypeError(f"cannot encode {cls.__name__} as a wire record")
 
 

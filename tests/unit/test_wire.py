@@ -1,13 +1,15 @@
 """The record envelope (alphapulse.wire): exact round trips, layout, and hostile input."""
 from __future__ import annotations
 
+import ast
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphapulse import wire
+from alphapulse import _wire, wire
 from alphapulse._book import Delta, OrderBook
 from alphapulse.errors import ProtocolError
 from alphapulse.events import BookSnapshot, BookUpdate, Gap, Trade
@@ -117,6 +119,45 @@ def test_layout_is_the_documented_one() -> None:
     assert wire.encode_book("delta", "kraken", "BTC-USD", delta, 11, 22, 33, "BTC/USD") == data
 
 
+def test_trade_layout_is_the_documented_one() -> None:
+    t = Trade("binanceus", "ETH-USD", "ETHUSD", "3012.55", "0.0100", "sell", "id-ü", 11, 22)
+    data = wire.encode(t, 33)
+    names, tid = b"binanceusETH-USDETHUSD", "id-ü".encode()
+    assert data == (struct.pack("<BBBBBqqq", 0xA1, 1, 9, 7, 6, 11, 22, 33) + names
+                    + struct.pack("<BBBH", 1, 7, 6, len(tid)) + b"3012.550.0100" + tid)
+
+
+def test_large_snapshot_record() -> None:
+    # Past the encoder's stack buffer: the same bytes, the same delta back.
+    snap = Delta([("bid", f"{100000 - i}.5", "1.25") for i in range(2000)]
+                 + [("ask", f"{100001 + i}.5", "0.5") for i in range(2000)],
+                 sequence=7, is_snapshot=True, exchange="kraken", symbol="BTC-USD",
+                 price_precision=1, size_precision=2)
+    event = BookSnapshot("kraken", "BTC-USD", "BTC/USD", snap, 1, 2)
+    data = wire.encode(event, 3)
+    assert data[49:] == snap.encode() and len(data) > 4000
+    assert wire.decode(data) == event
+
+
+@pytest.mark.parametrize("trade, error", [
+    (Trade("kraken", "BTC-USD", "BTC/USD", "1٫5", "1", "buy", "", 0, 0), UnicodeEncodeError),
+    (Trade("kraken", "BTC-USD", "BTC/USD", "1", "1" * 256, "buy", "", 0, 0), ValueError),
+    (Trade("kraken", "BTC-USD", "BTC/USD", "1", "1", "buy", "t" * 65536, 0, 0), ValueError),
+    (Trade("k" * 256, "BTC-USD", "BTC/USD", "1", "1", "buy", "", 0, 0), ValueError),
+    (Trade("kraken", "BTC-USD", "BTC/USD", "1", "1", "buy", "", 2**63, 0), OverflowError),
+])
+def test_unencodable_trades_raise(trade: Trade, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        wire.encode(trade, 0)
+
+
+def test_stub_names_what_the_encoder_module_offers() -> None:
+    stub = ast.parse(Path(_wire.__file__).with_name("_wire.pyi").read_text())
+    names = {n.name for n in stub.body if isinstance(n, ast.FunctionDef)}
+    names |= {n.target.id for n in stub.body if isinstance(n, ast.AnnAssign)}  # type: ignore[union-attr]
+    assert names == {n for n in dir(_wire) if not n.startswith("_")}
+
+
 def test_trade_text_is_exact() -> None:
     t = Trade("coinbase", "BTC-USD", "BTC-USD", "65061.910000", "0.00100000", "sell", "987654321",
               1, 2)
@@ -180,5 +221,5 @@ def test_name_caches_are_bounded() -> None:
     for i in range(wire._NAME_CACHE_MAX + 10):
         g = Gap("x", f"S{i}", "r", "", -1, 0)
         assert wire.decode(wire.encode(g, 0)) == g
-    assert len(wire._ENC_NAMES) <= wire._NAME_CACHE_MAX
+    assert _wire.name_cache_size() <= _wire.NAME_CACHE_MAX
     assert len(wire._DEC_NAMES) <= wire._NAME_CACHE_MAX

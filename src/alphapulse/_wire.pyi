@@ -1,0 +1,18 @@
+"""Stub for the compiled record encoders (``_wire.pyx``); the format is ``alphapulse.wire``'s."""
+from alphapulse._book import Delta
+
+NAME_CACHE_MAX: int
+
+def name_cache_size() -> int: ...
+def encode_record(
+    kind: int, exchange: str, symbol: str, native: str, ts_event: int, ts_recv: int,
+    ts_pub: int, payload: bytes,
+) -> bytes: ...
+def encode_book(
+    kind: int, exchange: str, symbol: str, native: str, delta: Delta, ts_event: int,
+    ts_recv: int, ts_pub: int,
+) -> bytes: ...
+def encode_trade(
+    exchange: str, symbol: str, native: str, price: str, size: str, side: str, trade_id: str,
+    ts_event: int, ts_recv: int, ts_pub: int,
+) -> bytes: ...
