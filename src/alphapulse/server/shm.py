@@ -73,7 +73,9 @@ class ShmPublisher(ShmLifetime, ShmRecovery, ControlSocket):
         self.max_subscribers = max_subscribers
         self._on_drop = on_drop
         self._subs: dict[int, Subscriber] = {}
-        self._routes: dict[tuple[str, str, str], tuple[Subscriber, ...]] = {}
+        # (kind, exchange, symbol) -> subscribers; book deltas look theirs up by the bare
+        # (exchange, symbol) (one tuple less per delta).  Cleared when subscriptions change.
+        self._routes: dict[tuple[str, ...], tuple[Subscriber, ...]] = {}
         self._natives: dict[tuple[str, str], str] = {}   # every book seen -> native symbol
         self._trades_seen: set[tuple[str, str]] = set()
         self._crc_due: dict[tuple[str, str], int] = {}
@@ -95,13 +97,11 @@ class ShmPublisher(ShmLifetime, ShmRecovery, ControlSocket):
         cls = type(event)
         if cls is BookUpdate:
             key = (event.exchange, event.symbol)
-            if key not in self._natives:
-                self._new_book(key, event.native_symbol)
+            targets = self._routes.get(key)
+            if targets is None:
+                targets = self._delta_route(key, event.native_symbol)
             if self._books_fn is None:
                 self._mirror(event)
-            targets = self._routes.get(("book",) + key)
-            if targets is None:
-                targets = self._route(("book",) + key)
             if not targets:
                 return
             now = time.time_ns()
@@ -163,6 +163,13 @@ class ShmPublisher(ShmLifetime, ShmRecovery, ControlSocket):
                 sub.records += 1
             else:
                 self._dropped(sub, now or time.time_ns())
+
+    def _delta_route(self, key: tuple[str, str], native: str) -> tuple[Subscriber, ...]:
+        """The book's route, also cached under the bare (exchange, symbol): the deltas' key."""
+        if key not in self._natives:
+            self._new_book(key, native)
+        targets = self._routes[key] = self._route(("book",) + key)
+        return targets
 
     def _new_book(self, key: tuple[str, str], native: str) -> None:
         """A book first seen through a delta: its subscribers need a snapshot first."""
