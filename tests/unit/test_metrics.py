@@ -107,6 +107,25 @@ def test_on_event_counts_and_resyncs() -> None:
               (("exchange", "kraken"), ("le", "1.0")))] == 1      # the recent one
 
 
+def test_counts_keep_adding_up_across_scrapes() -> None:
+    metrics = Metrics(process=False)
+    now = time.time_ns()
+    trade = Trade("coinbase", "ETH-USD", "ETH-USD", "1.0", "2", "buy", "1", now, now)
+    update = BookUpdate("coinbase", "ETH-USD", "ETH-USD", None, now, now)  # type: ignore[arg-type]
+    cb = (("exchange", "coinbase"), ("symbol", "ETH-USD"))
+    seen = []
+    for rounds in (3, 0, 5):
+        for _ in range(rounds):
+            metrics.on_event(trade)
+            metrics.on_event(update)
+            metrics.on_event(update)
+        s = _samples(metrics)
+        seen.append((s[("alphapulse_trades_processed_total", cb)],
+                     s[("alphapulse_book_updates_total", cb)],
+                     s[("alphapulse_processing_latency_seconds_count", (("exchange", "coinbase"),))]))
+    assert seen == [(3, 6, 9), (3, 6, 9), (8, 16, 24)]
+
+
 def test_store_sizes_read_at_scrape_time() -> None:
     sizes = [("coinbase", "BTC-USD", 10, 5)]
     metrics = Metrics(process=False)

@@ -125,34 +125,55 @@ class _LatencyHistogram(Collector):
     """A histogram by ``exchange`` observed in integer nanoseconds without locks or floats.
 
     ``prometheus_client.Histogram.observe`` costs several microseconds (a lock, a float
-    conversion, a scan of the buckets); this is one bisect and two list updates, and the hub
-    calls it for every event.  Exposed exactly like a ``Histogram`` (``_bucket`` with ``le``,
-    ``_count``, ``_sum`` in seconds).  Single-threaded: observed and scraped on the event loop.
+    conversion, a scan of the buckets); here an observation is one bisect and two list updates
+    on a plain list of bucket counts (``new_series``), and the metrics make one per event.
+    Series live in *groups* (dicts keyed by tuples whose first item is the exchange) so that
+    the owner can keep finer series -- per exchange and symbol, whose totals are its counters
+    -- and the histogram sums them by exchange at scrape time.  Exposed exactly like a
+    ``Histogram`` (``_bucket`` with ``le``, ``_count``, ``_sum`` in seconds).  Single-threaded:
+    observed and scraped on the event loop.
     """
 
     def __init__(self, name: str, documentation: str, buckets: Iterable[float]) -> None:
         self.name, self.documentation = name, documentation
         self.bounds = tuple(float(b) for b in buckets)
         # An observation of v ns goes to the first bucket with v <= bound (Prometheus' le).
-        self._bounds_ns = tuple(round(b * 1e9) for b in self.bounds)
-        self._series: dict[str, list[int]] = {}    # exchange -> [per-bucket..., +Inf, sum_ns]
+        self.bounds_ns = tuple(round(b * 1e9) for b in self.bounds)
+        self._groups: list[dict[tuple[str, ...], list[int]]] = []
+        self._by_exchange = self.group()
+
+    def group(self) -> dict[tuple[str, ...], list[int]]:
+        """A new dict of series (``key -> new_series()``, ``key[0]`` the exchange) that the
+        histogram exports, summed by exchange."""
+        group: dict[tuple[str, ...], list[int]] = {}
+        self._groups.append(group)
+        return group
+
+    def new_series(self) -> list[int]:
+        """Bucket counts (one per bound, then +Inf) and the sum of the values in ns."""
+        return [0] * (len(self.bounds_ns) + 2)
 
     def observe_ns(self, exchange: str, value_ns: int) -> None:
-        series = self._series.get(exchange)
+        key = (exchange,)
+        series = self._by_exchange.get(key)
         if series is None:
-            series = self._series[exchange] = [0] * (len(self._bounds_ns) + 2)
+            series = self._by_exchange[key] = self.new_series()
         if value_ns < 0:
             value_ns = 0
-        series[bisect_left(self._bounds_ns, value_ns)] += 1
+        series[bisect_left(self.bounds_ns, value_ns)] += 1
         series[-1] += value_ns
 
-    def labels(self, exchange: str) -> _LatencyChild:
-        """``Histogram.labels(...).observe(seconds)`` compatibility."""
-        return _LatencyChild(self, exchange)
-
     def collect(self) -> Iterable[HistogramMetricFamily]:
+        totals: dict[str, list[int]] = {}
+        for group in self._groups:
+            for key, series in group.items():
+                total = totals.get(key[0])
+                if total is None:
+                    totals[key[0]] = list(series)
+                else:
+                    totals[key[0]] = [a + b for a, b in zip(total, series)]
         family = HistogramMetricFamily(self.name, self.documentation, labels=["exchange"])
-        for exchange, series in sorted(self._series.items()):
+        for exchange, series in sorted(totals.items()):
             cumulative, buckets = 0, []
             for bound, n in zip((*self.bounds, float("inf")), series[:-1]):
                 cumulative += n
@@ -162,16 +183,6 @@ class _LatencyHistogram(Collector):
 
     def describe(self) -> Iterable[HistogramMetricFamily]:
         yield HistogramMetricFamily(self.name, self.documentation, labels=["exchange"])
-
-
-class _LatencyChild:
-    __slots__ = ("_hist", "_exchange")
-
-    def __init__(self, hist: _LatencyHistogram, exchange: str) -> None:
-        self._hist, self._exchange = hist, exchange
-
-    def observe(self, seconds: float) -> None:
-        self._hist.observe_ns(self._exchange, round(seconds * 1e9))
 
 
 class Metrics:
@@ -286,10 +297,15 @@ class Metrics:
             ProcessCollector(registry=r)
             r.register(GcCollector())
 
-        # Hot-path counts in plain dicts, added to the Counter families at scrape time
-        # (``Counter.inc`` takes a lock and costs ~1 µs; a dict update a tenth of that).
-        self._trades: dict[tuple[str, str], int] = {}
-        self._updates: dict[tuple[str, str], int] = {}
+        # Hot path: per (exchange, symbol), the processing-latency bucket counts of its book
+        # updates and of its trades, one list each: an event is one lookup, one bisect and two
+        # list updates.  The counters are those lists' totals, added to the Counter families at
+        # scrape time (``Counter.inc`` takes a lock and costs ~1 µs).
+        latency = self.processing_latency
+        self._bounds_ns = latency.bounds_ns
+        self._updates = latency.group()
+        self._trades = latency.group()
+        self._flushed: dict[tuple[str, str, str], int] = {}
         self._seen_snapshot: set[tuple[str, str]] = set()
 
     # --- hot path ---------------------------------------------------------------------------
@@ -300,29 +316,30 @@ class Metrics:
         other subscriber's work)."""
         kind = type(event)
         if kind is BookUpdate:
-            key = (event.exchange, event.symbol)
-            counts = self._updates
-            counts[key] = counts.get(key, 0) + 1
-            self.processing_latency.observe_ns(event.exchange, time.time_ns() - event.ts_recv)
+            group = self._updates
+        elif kind is Trade:
+            group = self._trades
+        else:
+            self._count_other(event)
             return
-        if kind is Trade:
-            key = (event.exchange, event.symbol)
-            counts = self._trades
-            counts[key] = counts.get(key, 0) + 1
-            self.processing_latency.observe_ns(event.exchange, time.time_ns() - event.ts_recv)
-            return
-        self._count_other(event)
+        key = (event.exchange, event.symbol)
+        series = group.get(key)
+        if series is None:
+            series = group[key] = self.processing_latency.new_series()
+        value = time.time_ns() - event.ts_recv
+        if value < 0:
+            value = 0
+        series[bisect_left(self._bounds_ns, value)] += 1
+        series[-1] += value
+
+    def _count_other(self, event: Any) -> None:
         ts_recv = getattr(event, "ts_recv", 0)
         if ts_recv:
             self.processing_latency.observe_ns(event.exchange, time.time_ns() - ts_recv)
-
-    def _count_other(self, event: Any) -> None:
-        if isinstance(event, BookUpdate):        # subclasses: the same, off the fast path
-            key = (event.exchange, event.symbol)
-            self._updates[key] = self._updates.get(key, 0) + 1
+        if isinstance(event, BookUpdate):        # subclasses: counted, off the fast path
+            self.book_updates.labels(event.exchange, event.symbol).inc()
         elif isinstance(event, Trade):
-            key = (event.exchange, event.symbol)
-            self._trades[key] = self._trades.get(key, 0) + 1
+            self.trades_processed.labels(event.exchange, event.symbol).inc()
         elif isinstance(event, BookSnapshot):
             key = (event.exchange, event.symbol)
             self.book_snapshots.labels(*key).inc()
@@ -336,14 +353,16 @@ class Metrics:
             self.rejected_messages.labels(event.exchange, event.reason).inc()
 
     def _flush(self) -> None:
-        """Move the hot-path counts into the Counter families (before a scrape)."""
-        for counts, family in ((self._trades, self.trades_processed),
-                               (self._updates, self.book_updates)):
-            if counts:
-                pending = list(counts.items())
-                counts.clear()
-                for key, n in pending:
-                    family.labels(*key).inc(n)
+        """Add the hot path's new counts to the Counter families (before a scrape)."""
+        flushed = self._flushed
+        for name, group, family in (("t", self._trades, self.trades_processed),
+                                    ("u", self._updates, self.book_updates)):
+            for (exchange, symbol), series in group.items():
+                total = sum(series) - series[-1]
+                done = flushed.get((name, exchange, symbol), 0)
+                if total != done:
+                    family.labels(exchange, symbol).inc(total - done)
+                    flushed[(name, exchange, symbol)] = total
 
     # --- wiring -----------------------------------------------------------------------------
 
