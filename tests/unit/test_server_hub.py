@@ -49,6 +49,24 @@ def test_hub_isolates_a_failing_subscriber() -> None:
     assert len(first.seen) == 2 and len(last.seen) == 3
 
 
+def test_typed_subscriber_sees_only_its_types_in_order() -> None:
+    hub = Hub()
+    everything, trades_only, last = _Recorder(), _Recorder(), _Recorder()
+    hub.subscribe(everything)
+    hub.subscribe(trades_only, types=(Trade,))
+    hub.subscribe(last)
+    trade = Trade("kraken", "BTC-USD", "BTC/USD", "1.0", "2", "buy", "7", 5, 6)
+    gap = Gap("kraken", "BTC-USD", "sequence", "", -1, 7)
+    for event in (trade, gap, trade):
+        hub.publish(event)
+    assert everything.seen == last.seen == [trade, gap, trade]
+    assert trades_only.seen == [trade, trade]
+    hub.unsubscribe(everything)            # routes are rebuilt after a change
+    hub.publish(gap)
+    assert len(everything.seen) == 3 and last.seen[-1] is gap
+    assert hub.subscribers == (trades_only, last)
+
+
 def test_book_mirror_follows_and_drops_on_a_break() -> None:
     book, events = _book_events()
     mirror = BookMirror()

@@ -31,32 +31,31 @@ class Hub:
     """Fans every event out to the subscribers, in registration order; never blocks."""
 
     def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
-        self._callbacks: list[Callable[[Any], None]] = []
-        self.events = 0
+        self._subscribers: list[tuple[Subscriber, tuple[type, ...] | None]] = []
+        # event class -> the callbacks that want it, in order (built on first use).
+        self._routes: dict[type, tuple[Callable[[Any], None], ...]] = {}
         self.errors: dict[str, int] = {}
 
-    def subscribe(self, subscriber: Subscriber) -> None:
-        """Add a subscriber; it sees every event published from now on."""
-        self._subscribers.append(subscriber)
-        self._callbacks.append(subscriber.on_event)
+    def subscribe(self, subscriber: Subscriber, types: tuple[type, ...] | None = None) -> None:
+        """Add a subscriber; it sees every event published from now on (only instances of
+        ``types``, if given: a call saved per event it would ignore anyway)."""
+        self._subscribers.append((subscriber, types))
+        self._routes.clear()
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        try:
-            i = self._subscribers.index(subscriber)
-        except ValueError:
-            return
-        del self._subscribers[i]
-        del self._callbacks[i]
+        self._subscribers = [(s, t) for s, t in self._subscribers if s is not subscriber]
+        self._routes.clear()
 
     @property
     def subscribers(self) -> tuple[Subscriber, ...]:
-        return tuple(self._subscribers)
+        return tuple(s for s, _ in self._subscribers)
 
     def publish(self, event: Any) -> None:
-        """The collectors' sink: hand ``event`` to every subscriber."""
-        self.events += 1
-        for callback in self._callbacks:
+        """The collectors' sink: hand ``event`` to every subscriber that wants it."""
+        callbacks = self._routes.get(type(event))
+        if callbacks is None:
+            callbacks = self._route(type(event))
+        for callback in callbacks:
             try:
                 callback(event)
             except Exception as exc:   # one broken subscriber must not stop the feed
@@ -65,6 +64,11 @@ class Hub:
                 self.errors[name] = seen + 1
                 if seen == 0:
                     log.exception("hub subscriber %s failed (logged once per kind)", name)
+
+    def _route(self, cls: type) -> tuple[Callable[[Any], None], ...]:
+        callbacks = self._routes[cls] = tuple(
+            s.on_event for s, types in self._subscribers if types is None or issubclass(cls, types))
+        return callbacks
 
 
 class BookMirror:

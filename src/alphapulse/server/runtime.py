@@ -31,6 +31,7 @@ import uvicorn
 from .._book import OrderBook
 from ..arbitrage import ArbitrageDetector, Opportunity, run_expiry
 from ..errors import ConfigError
+from ..events import Trade
 from . import eventloop
 from .config import Config
 from .gcpause import freeze_startup_heap
@@ -177,7 +178,7 @@ class Runtime:
         # on the ring before the arbitrage opportunity it triggers (the detector publishes
         # opportunities to the rings through _on_opportunity).
         self._start_shm(config)
-        self.hub.subscribe(self.store)
+        self.hub.subscribe(self.store, types=(Trade,))
         self.hub.subscribe(self.detector)
         self.hub.subscribe(self.ws)
         if config.redis_url and config.source == "exchanges":
