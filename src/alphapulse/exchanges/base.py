@@ -254,7 +254,7 @@ class MarketDataCollector:
             if snapshots_before >= 0 and parser.snapshots > snapshots_before:
                 backoff.reset()                 # a connection that synced is a healthy one
                 snapshots_before = -1
-            return not parser.pending_resync
+            return not parser._pending           # pending_resync, without a property call
 
         await self.on_connected(ws)
         # Direct dispatch: while this task waits in recv_batch, each message is parsed and
