@@ -1,4 +1,7 @@
-"""Stub for the compiled record encoders (``_wire.pyx``); the format is ``alphapulse.wire``'s."""
+"""Stub for the compiled record encoding and hot-record decoding (``_wire.pyx``); the format
+is ``alphapulse.wire``'s."""
+from typing import Any
+
 from alphapulse._book import Delta
 
 NAME_CACHE_MAX: int
@@ -16,3 +19,5 @@ def encode_trade(
     exchange: str, symbol: str, native: str, price: str, size: str, side: str, trade_id: str,
     ts_event: int, ts_recv: int, ts_pub: int,
 ) -> bytes: ...
+def use_event_classes(update: type, snapshot: type, trade: type) -> None: ...
+def decode_event(data: bytes) -> Any | None: ...

@@ -144,3 +144,104 @@ def encode_trade(str exchange not None, str symbol not None, str native not None
     memcpy(p + pos + lp, tz, <size_t>lz)
     memcpy(p + pos + lp + lz, tt, <size_t>lt)
     return out
+
+
+# --- decoding: the hot records only ---------------------------------------------------------
+
+cdef extern from "Python.h":
+    int PyObject_GenericSetAttr(object o, object name, object value) except -1
+    object PyUnicode_DecodeASCII(const char *s, Py_ssize_t size, const char *errors)
+    object PyUnicode_DecodeUTF8(const char *s, Py_ssize_t size, const char *errors)
+
+cdef enum:
+    BOOK_SNAPSHOT = 2
+    BOOK_DELTA = 3
+
+cdef type _update_cls = None, _snapshot_cls = None, _trade_cls = None
+cdef tuple _BOOK_FIELDS = ("exchange", "symbol", "native_symbol", "delta", "ts_event", "ts_recv")
+cdef tuple _TRADE_FIELDS = ("exchange", "symbol", "native_symbol", "price", "size", "side",
+                            "trade_id", "ts_event", "ts_recv")
+cdef tuple _SIDES = ("buy", "sell")
+# the name block's bytes -> (exchange, symbol, native)
+cdef dict _decoded_names = {}
+
+
+def use_event_classes(type update not None, type snapshot not None, type trade not None):
+    """The event classes ``decode_event`` builds (handed over by ``alphapulse.wire``: this
+    core extension imports no package module)."""
+    global _update_cls, _snapshot_cls, _trade_cls
+    _update_cls, _snapshot_cls, _trade_cls = update, snapshot, trade
+
+
+cdef object _new(type cls, tuple fields, tuple values):
+    # Slot by slot, past the frozen dataclass's __setattr__ (as the slot descriptors would).
+    obj = cls.__new__(cls)
+    cdef Py_ssize_t i
+    for i in range(len(fields)):
+        PyObject_GenericSetAttr(obj, fields[i], values[i])
+    return obj
+
+
+cdef tuple _names_of(const unsigned char *p, Py_ssize_t le, Py_ssize_t ls, Py_ssize_t ln):
+    block = PyBytes_FromStringAndSize(<const char *>p, le + ls + ln)
+    names = _decoded_names.get(block)
+    if names is None:
+        try:
+            names = (PyUnicode_DecodeUTF8(<const char *>p, le, NULL),
+                     PyUnicode_DecodeUTF8(<const char *>p + le, ls, NULL),
+                     PyUnicode_DecodeUTF8(<const char *>p + le + ls, ln, NULL))
+        except UnicodeDecodeError:
+            return None
+        if len(_decoded_names) >= NAME_CACHE_MAX:
+            _decoded_names.clear()
+        _decoded_names[block] = names
+    return <tuple>names
+
+
+def decode_event(bytes data not None):
+    """The Trade, BookSnapshot or BookUpdate a well-formed record of those kinds stands for;
+    None for any other record and for anything malformed (``wire.decode`` then decides, and
+    raises its errors), so this only ever skips work."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data), body, lp, lz, lt
+    cdef int kind
+    cdef int64_t ts_event, ts_recv
+    cdef uint16_t lt16
+    if n < HEADER or p[0] != MAGIC or _trade_cls is None:
+        return None
+    kind = p[1]
+    if kind != TRADE and kind != BOOK_DELTA and kind != BOOK_SNAPSHOT:
+        return None
+    body = HEADER + p[2] + p[3] + p[4]
+    if body > n:
+        return None
+    names = _names_of(p + HEADER, p[2], p[3], p[4])
+    if names is None:
+        return None
+    memcpy(&ts_event, p + 5, 8)
+    memcpy(&ts_recv, p + 13, 8)
+    if kind == TRADE:
+        if body + 5 > n or p[body] > 1:
+            return None
+        lp, lz = p[body + 1], p[body + 2]
+        memcpy(&lt16, p + body + 3, 2)
+        lt = lt16
+        body += 5
+        if body + lp + lz + lt != n:
+            return None
+        try:
+            texts = (PyUnicode_DecodeASCII(<const char *>p + body, lp, NULL),
+                     PyUnicode_DecodeASCII(<const char *>p + body + lp, lz, NULL),
+                     PyUnicode_DecodeUTF8(<const char *>p + body + lp + lz, lt, NULL))
+        except UnicodeDecodeError:
+            return None
+        return _new(_trade_cls, _TRADE_FIELDS, names + texts[:2] + (
+            _SIDES[p[body - 5]], texts[2], ts_event, ts_recv))
+    try:
+        delta = Delta.decode(PyBytes_FromStringAndSize(<const char *>p + body, n - body))
+    except ValueError:                  # BookError: malformed
+        return None
+    if (<Delta>delta).is_snapshot != (kind == BOOK_SNAPSHOT):
+        return None
+    return _new(_update_cls if kind == BOOK_DELTA else _snapshot_cls, _BOOK_FIELDS,
+                names + (delta, ts_event, ts_recv))

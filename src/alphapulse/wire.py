@@ -49,9 +49,11 @@ from typing import Any, Final, NamedTuple
 
 from ._book import Delta
 from ._wire import NAME_CACHE_MAX
+from ._wire import decode_event as _decode_event
 from ._wire import encode_book as _encode_book
 from ._wire import encode_record as _encode_record
 from ._wire import encode_trade as _encode_trade
+from ._wire import use_event_classes
 from .errors import ProtocolError
 from .events import BookSnapshot, BookUpdate, Gap, Trade, fast_constructor, new_trade
 
@@ -156,6 +158,7 @@ class Header(NamedTuple):
 _trade = new_trade
 _update = fast_constructor(BookUpdate)
 _snapshot = fast_constructor(BookSnapshot)
+use_event_classes(BookUpdate, BookSnapshot, Trade)
 
 
 # --- name blocks (decoding; the encoder's cache is in _wire) ------------------------------------
@@ -255,6 +258,9 @@ def decode(data: bytes | bytearray | memoryview) -> Record:
     Raises ProtocolError(reason="wire_format") on anything that is not a well-formed record."""
     if type(data) is not bytes:
         data = bytes(data)
+    event = _decode_event(data)          # compiled: well-formed trade and book records
+    if event is not None:
+        return event
     try:
         magic, kind, le, ls, ln, ts_event, ts_recv, ts_pub_ = _HDR.unpack_from(data)
     except struct.error:

@@ -151,6 +151,31 @@ def test_unencodable_trades_raise(trade: Trade, error: type[Exception]) -> None:
         wire.encode(trade, 0)
 
 
+def _python_decode(data: bytes) -> wire.Record:
+    """wire.decode without its compiled fast path (the oracle)."""
+    fast, wire._decode_event = wire._decode_event, lambda _: None
+    try:
+        return wire.decode(data)
+    finally:
+        wire._decode_event = fast
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(trades(), book_events()), ts, st.data())
+def test_compiled_decode_agrees_with_the_python_path(event: Trade | BookSnapshot | BookUpdate,
+                                                     ts_pub: int, data: st.DataObject) -> None:
+    record = wire.encode(event, ts_pub)
+    assert _wire.decode_event(record) == _python_decode(record) == event
+    # Damaged: the compiled path either declines (None) or agrees; it never raises.
+    i = data.draw(st.integers(0, len(record) - 1))
+    damaged = data.draw(st.sampled_from([
+        record[:i], record[:i] + bytes((record[i] ^ data.draw(st.integers(1, 255)),)) + record[i + 1:],
+        record + b"\x00"]))
+    fast = _wire.decode_event(damaged)
+    if fast is not None:
+        assert fast == _python_decode(damaged)
+
+
 def test_stub_names_what_the_encoder_module_offers() -> None:
     stub = ast.parse(Path(_wire.__file__).with_name("_wire.pyi").read_text())
     names = {n.name for n in stub.body if isinstance(n, ast.FunctionDef)}
