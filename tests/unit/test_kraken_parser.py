@@ -27,6 +27,7 @@ def fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     else:
         monkeypatch.setattr(kraken_module, "_apply_v2", None)
         monkeypatch.setattr(kraken_module, "_apply_v1", None)
+        monkeypatch.setattr(kraken_module, "_scan_trade", None)
     return request.param
 
 

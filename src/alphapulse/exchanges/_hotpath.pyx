@@ -14,6 +14,7 @@ None for anything that is not byte-for-byte this shape (other key order, whitesp
 symbols, strings for numbers, invalid JSON...), which the caller then parses the general way.
 Every number must match JSON's number grammar; its value is checked later by the book.
 ``scan_v1_book_update`` does the same for v1's array frames (``_hotpath_v1.pxi``).
+``scan_trade_update`` takes a v2 one-trade update the same way (``_hotpath_trade.pxi``).
 ``apply_book_update`` / ``apply_v1_book_update`` are what the Kraken parser calls: the same
 scans, with the levels parsed straight into the book (no per-level Python objects), applied,
 the checksum verified and the BookUpdate built (``_hotpath_events.pxi``) in one call.
@@ -288,6 +289,7 @@ def v1_book_pair(bytes frame not None):
 
 
 include "_hotpath_v1.pxi"
+include "_hotpath_trade.pxi"
 include "_hotpath_events.pxi"
 
 

@@ -38,12 +38,13 @@ try:  # the compiled scanners for the hottest frame shapes; a missing build is a
     from ._hotpath import v1_book_pair as _v1_key
     from ._hotpath import scan_book_update as _scan  # noqa: F401 - for the scanner tests
     from ._hotpath import scan_v1_book_update as _scan_v1  # noqa: F401
+    from ._hotpath import scan_trade_update as _scan_trade
 except ImportError as exc:
     raise ImportError(HOTPATH_MISSING) from exc
-# Test-oracle switch, not a fallback: setting ``_apply_v2`` / ``_apply_v1`` to None (the unit
-# tests monkeypatch them) routes the same frames through the pure-Python paths
-# (``KrakenV2Mixin.fast_update`` and the decoded v1 path), so both are checked against each
-# other.  ``_scan`` / ``_scan_v1`` (the scanners alone) are exported for the scanner tests.
+# Test-oracle switch, not a fallback: setting ``_apply_v2`` / ``_apply_v1`` / ``_scan_trade``
+# to None (the unit tests monkeypatch them) routes the same frames through the pure-Python
+# paths (``KrakenV2Mixin.fast_update``, the decoded v1 path, the decoded trade path), so both
+# are checked against each other.  ``_scan`` / ``_scan_v1`` (the scanners alone) are exported for the scanner tests.
 if make_book_update is BookUpdate:      # the events changed shape: the C event builder is off
     _apply_v2 = _apply_v1 = None
 
@@ -107,6 +108,13 @@ class KrakenParser(KrakenV1Mixin, KrakenV2Mixin, FeedParser):
                         self.frame_error(exc, ts_recv)
                         return
                     self.messages -= 1
+            elif _scan_trade is not None and (trade := _scan_trade(frame)) is not None:
+                st = self._fast_syms.get(trade[0])
+                if st is not None:                # a pair the general path has registered
+                    if ts_recv is None:
+                        ts_recv = time.time_ns()
+                    self._fast_trade(st, trade, ts_recv)
+                    return
             elif _apply_v1 is not None and (key := _v1_key(frame)) is not None:
                 st = self._v1_fast.get(key)
                 apply = _apply_v1
@@ -136,6 +144,20 @@ class KrakenParser(KrakenV1Mixin, KrakenV2Mixin, FeedParser):
                         self._crossed(st, ts_recv)
                     return
         FeedParser.feed(self, frame, ts_recv)
+
+    def _fast_trade(self, st: _Sym, trade: tuple[Any, ...], ts_recv: int) -> None:
+        """A scanned one-trade update: what ``FeedParser.feed`` -> ``parse`` -> ``_v2_levels``
+        do with it, without decoding the JSON."""
+        self.messages += 1
+        self.protocol = "v2"
+        activity = self.activity
+        activity["trade"] = activity.get("trade", 0) + 1
+        _, side, price, qty, tid, ts_event = trade
+        try:
+            self.on_trade(st.inst.symbol, st.inst.native, price.decode(), qty.decode(), side,
+                          str(tid), ts_event, ts_recv, seq=tid)
+        except _FRAME_ERRORS as exc:
+            self.frame_error(exc, ts_recv)
 
     def parse(self, frame: bytes | str, ts_recv: int) -> None:
         if type(frame) is str:
