@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alphapulse.events import Trade
+from alphapulse.server import store as store_module
 from alphapulse.server.store import INTERVALS, TradeStore
 
 BASE = 1_700_000_000_000_000_000        # 2023-11-14T22:13:20Z, a whole day boundary + 80000 s
@@ -95,13 +96,68 @@ def test_volume_sum_never_rounds() -> None:
     assert str(bar.volume) == "123456789012345678901.12345679"
 
 
+def test_volume_beyond_sixty_digits_stays_exact() -> None:
+    # Sizes are summed later (at a read, or a few hundred at a time): that sum cannot be
+    # allowed to fail, so the context has no precision limit.
+    store = TradeStore()
+    store.add(trade(1, BASE, "1", "1E+40"))
+    store.add(trade(2, BASE + 1, "1", "0.000000000000000000000000001"))
+    (bar,) = store.ohlcv("coinbase", "BTC-USD", "1d")
+    assert str(bar.volume) == "1" + "0" * 40 + "." + "0" * 26 + "1"
+
+
+def test_deferred_volume_mixed_precisions_across_settles(monkeypatch) -> None:
+    # Sizes of many precisions and magnitudes in one minute, over many receive seconds (each
+    # may sum the deferred sizes), with reads in between: every read is exact to the digit.
+    monkeypatch.setattr(store_module, "SETTLE_AT", 3)
+    store = TradeStore()
+    sizes = ["0.1", "0.00000001", "5", "123456789012.5", "0.10", "1E-20", "7.000", "0E-9",
+             "1E+3", "0.3"]
+    minute = BASE - BASE % INTERVALS["1m"]
+    for i in range(40):
+        ts = minute + i * SEC
+        store.add(Trade("coinbase", "BTC-USD", "BTC-USD", "100", sizes[i % len(sizes)], "buy",
+                        str(i), ts, ts + (i // 2) * SEC))
+        if i % 7 == 0:
+            for interval in ("1m", "1h"):
+                assert [b.key() for b in store.ohlcv("coinbase", "BTC-USD", interval)] == \
+                    [b.key() for b in store.recompute_ohlcv("coinbase", "BTC-USD", interval)]
+    (bar,) = store.ohlcv("coinbase", "BTC-USD", "1m")
+    assert (bar.trades, str(bar.volume)) == (40, "493827160100.00000004000000000004")
+
+
+def test_equal_prices_in_other_texts_keep_first_high_low_and_latest_close() -> None:
+    # Remembered prices are per text: "100.0" and "100.00" are the same value, not the same
+    # text.  Ties keep the first received for high/low, the latest for close.
+    store = TradeStore()
+    minute = BASE - BASE % INTERVALS["1m"]
+    for i, price in enumerate(["100.0", "100.00", "99.9", "100", "99.90", "100.00"]):
+        store.add(trade(i, minute + i * SEC, price))
+    (bar,) = store.ohlcv("coinbase", "BTC-USD", "1m")
+    assert (str(bar.open), str(bar.high), str(bar.low), str(bar.close)) == \
+        ("100.0", "100.0", "99.9", "100.00")
+    assert [b.key() for b in store.ohlcv("coinbase", "BTC-USD", "1m")] == \
+        [b.key() for b in store.recompute_ohlcv("coinbase", "BTC-USD", "1m")]
+
+
 def test_bad_decimal_rejected_and_nothing_stored() -> None:
     store = TradeStore()
     for bad in ("abc", "NaN", "Infinity"):
         with pytest.raises(ValueError):
             store.add(trade(1, BASE, bad, "1"))
+        with pytest.raises(ValueError):
+            store.add(trade(1, BASE, "100", bad))
     assert store.count("coinbase", "BTC-USD") == 0
     assert store.ohlcv("coinbase", "BTC-USD", "1m") == []
+    assert store.summary()["pairs"][0]["first_trade_ns"] == 0
+    # A rejected size leaves no trace of its (valid, remembered) price either.
+    store.add(trade(2, BASE + SEC, "100", "2"))
+    with pytest.raises(ValueError):
+        store.add(trade(3, BASE + 2 * SEC, "150", "sNaN"))
+    store.add(trade(4, BASE + 3 * SEC, "150", "1"))
+    (bar,) = store.ohlcv("coinbase", "BTC-USD", "1m")
+    assert (bar.trades, str(bar.volume), str(bar.high)) == (2, "3", "150")
+    assert store.summary()["pairs"][0]["first_trade_ns"] == BASE + SEC
 
 
 def test_max_bars_bound_and_late_trades() -> None:
@@ -113,6 +169,19 @@ def test_max_bars_bound_and_late_trades() -> None:
     store.add(trade(9, BASE))              # older than every bar kept: dropped from bars only
     assert len(store.ohlcv("coinbase", "BTC-USD", "1m")) == 3
     assert store.count("coinbase", "BTC-USD") == 6
+
+
+def test_rate_counts_receive_seconds_in_arrival_order() -> None:
+    store = TradeStore()
+    # ts_recv seconds 0, 0, 1, 0 (a step back), 2, 2, 70
+    for i, second in enumerate([0, 0, 1, 0, 2, 2, 70]):
+        store.add(Trade("coinbase", "BTC-USD", "BTC-USD", "1", "1", "buy", str(i), BASE,
+                        BASE + second * SEC + 5))
+    rate = lambda now: store.summary(now_ns=BASE + now * SEC)["rate_1m"]  # noqa: E731
+    assert rate(2) == pytest.approx(7 / 60)        # a later second counts too (clock skew)
+    assert rate(60) == pytest.approx(4 / 60)       # seconds 1, 2, 2 and 70 are in the minute
+    assert rate(62) == pytest.approx(1 / 60)
+    assert rate(130) == pytest.approx(0.0)
 
 
 def test_summary_rates_and_times() -> None:
@@ -154,13 +223,16 @@ def test_incremental_ohlcv_equals_recomputed(trades, interval) -> None:
     assert sum(bar[-1] for bar in live) == len(trades)
 
 
+# Equal values in different texts, so the high/low/open/close tie rules are exercised.
+_tied = st.sampled_from(["100", "100.0", "100.00", "99.99", "99.990", "100.01"])
+
 # Realistic order: mostly forward in small steps (ties included), some late trades, and reads
 # in between (a read folds the pending finest bar into the wider intervals mid-window).
 _steps = st.lists(
     st.tuples(st.one_of(st.integers(min_value=0, max_value=40 * SEC),
                         st.integers(min_value=-200 * SEC, max_value=0),
                         st.just(0)),
-              _text, _text, st.booleans()),
+              st.one_of(_text, _tied), _text, st.booleans()),
     min_size=1, max_size=150)
 
 

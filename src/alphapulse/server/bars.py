@@ -1,15 +1,15 @@
 """Incremental OHLCV bars with exact decimal arithmetic (the trade store's bar side).
 
 A bar always equals -- digit for digit -- the bar recomputed from its trades: ``volume`` is an
-exact ``Decimal`` sum (a context that traps ``Inexact``, so a would-be rounding is an error, not
-a silently wrong volume) and prices keep the exchange's decimal text.  Rules: see
+exact ``Decimal`` sum (a context of unbounded precision that also traps ``Inexact``) and prices
+keep the exchange's decimal text.  Rules: see
 :mod:`alphapulse.server.store`.
 """
 from __future__ import annotations
 
 from bisect import bisect_left, insort
 from dataclasses import dataclass
-from decimal import Context, Decimal, Inexact, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, InvalidOperation
 
 #: Supported bar intervals and their length in nanoseconds.
 INTERVALS: dict[str, int] = {
@@ -20,8 +20,10 @@ INTERVALS: dict[str, int] = {
     "1d": 86400 * 10**9,
 }
 
-# 60 significant digits hold any sum of exchange sizes.
-EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
+# Unbounded precision and exponent range: a sum of finite decimals is always exact (the
+# Inexact trap stays as a guard), so a volume never rounds and a sum deferred to a read
+# cannot fail there.
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact, InvalidOperation])
 
 
 @dataclass(slots=True)

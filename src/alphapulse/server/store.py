@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from functools import reduce
 
 from ..events import Trade
@@ -38,17 +38,14 @@ __all__ = ["DEFAULT_CAPACITY", "DEFAULT_MAX_BARS", "INTERVALS", "Bar", "TradeSli
 DEFAULT_CAPACITY = 100_000
 DEFAULT_MAX_BARS = 10_000
 RATE_WINDOW_S = 60
+SETTLE_AT = 256             # deferred sizes summed at once (see _Series._sizes)
+PRICE_CACHE = 256           # price texts remembered per pair (emptied when full)
 
 
 _HEAD = struct.Struct("<qqB")       # ts_event, ts_recv, side (0 buy, 1 sell)
 _TS_EVENT = struct.Struct("<q")     # the record's first field, read alone by time searches
 _SEP = "\x1f"                       # unit separator: never part of a decimal or a trade id
 _SIDES = ("buy", "sell")
-
-
-def _pack(trade: Trade) -> bytes:
-    return _HEAD.pack(trade.ts_event, trade.ts_recv, trade.side == "sell") + (
-        f"{trade.price}{_SEP}{trade.size}{_SEP}{trade.trade_id}".encode())
 
 
 def _unpack(exchange: str, symbol: str, native: str, record: bytes) -> Trade:
@@ -92,12 +89,17 @@ class TradeSlice:
         return out
 
 
+def _not_finite(trade: Trade) -> ValueError:
+    return ValueError(f"trade {trade.trade_id!r}: price/size must be finite decimals")
+
+
 class _Series:
     """The bounded trade buffer and the bars of one (exchange, symbol)."""
 
     __slots__ = ("exchange", "symbol", "native", "capacity", "records", "head", "total",
-                 "first_ts", "last_ts", "last_recv", "bars", "_inversion", "_per_second",
-                 "_finest", "_wider", "_pending", "_folded_volume", "_folded_trades")
+                 "first_ts", "last_ts", "bars", "_inversion", "_second", "_marks",
+                 "_finest", "_wider", "_pending", "_window_start", "_window_end", "_sizes",
+                 "_folded_volume", "_folded_trades", "_prices")
 
     def __init__(self, exchange: str, symbol: str, native: str, capacity: int,
                  max_bars: int) -> None:
@@ -108,7 +110,6 @@ class _Series:
         self.total = 0                      # trades ever added (stored count = len(records))
         self.first_ts = 0
         self.last_ts = 0
-        self.last_recv = 0
         # Absolute index of the newest trade whose ts_event is lower than its predecessor's;
         # while it is still stored, binary search on time would be wrong.
         self._inversion = -1
@@ -121,58 +122,113 @@ class _Series:
         self._finest = self.bars[finest]
         self._wider = [b for name, b in self.bars.items() if name != finest]
         self._pending: Bar | None = None
+        self._window_start = self._window_end = 0     # the pending bar's [start, end)
+        # Sizes of pending-bar trades not yet in its volume: one exact sum of a few hundred
+        # (or at a read) costs far less than a context add per trade.
+        self._sizes: list[Decimal] = []
         self._folded_volume = Decimal(0)
         self._folded_trades = 0
-        # [second, trades received in it] for the last minute: the rate without a scan.
-        self._per_second: deque[list[int]] = deque(maxlen=RATE_WINDOW_S + 1)
+        # Recent price texts and their Decimals: a price level trades many times, and a dict
+        # hit costs a fraction of a parse.
+        self._prices: dict[str, Decimal] = {}
+        # Receive seconds and the trade count before each ((second, total) marks, oldest
+        # first, for the last minute): the rate without a scan or a per-trade counter.
+        self._second: int | None = None
+        self._marks: deque[tuple[int, int]] = deque(maxlen=RATE_WINDOW_S + 1)
 
     def add(self, trade: Trade) -> None:
+        # Everything that can fail comes before the first change (a bad trade stores nothing).
+        text = trade.price
+        try:
+            price = self._prices.get(text)
+            if price is None:
+                price = Decimal(text)
+                if not price.is_finite():
+                    raise _not_finite(trade)
+                prices = self._prices
+                if len(prices) >= PRICE_CACHE:
+                    prices.clear()
+                prices[text] = price
+            size = Decimal(trade.size)
+        except InvalidOperation as exc:
+            raise ValueError(f"trade {trade.trade_id!r}: price {trade.price!r} / size "
+                             f"{trade.size!r} is not a decimal") from exc
+        if not size.is_finite():
+            raise _not_finite(trade)
         ts = trade.ts_event
-        price = Decimal(trade.price)
-        size = Decimal(trade.size)
-        if not price.is_finite() or not size.is_finite():
-            raise ValueError(f"trade {trade.trade_id!r}: price/size must be finite decimals")
-        if self.total and ts < self.last_ts:
+        if ts >= self.last_ts:
+            self.last_ts = ts
+        elif self.total:
             self._inversion = self.total
-        if self.total == 0:
-            self.first_ts = ts
-        self.last_ts = max(self.last_ts, ts)
-        self.last_recv = trade.ts_recv
         second = trade.ts_recv // 10**9
-        per_second = self._per_second
-        if per_second and per_second[-1][0] == second:
-            per_second[-1][1] += 1
+        if second != self._second:
+            self._new_second(second, ts)
+        record = _HEAD.pack(ts, trade.ts_recv, trade.side == "sell") + (
+            f"{text}{_SEP}{trade.size}{_SEP}{trade.trade_id}".encode())
+        records = self.records
+        if len(records) < self.capacity:
+            records.append(record)
         else:
-            per_second.append([second, 1])
-        record = _pack(trade)
-        if len(self.records) < self.capacity:
-            self.records.append(record)
-        else:
-            self.records[self.head] = record
-            self.head = (self.head + 1) % self.capacity
+            head = self.head
+            records[head] = record
+            head += 1
+            self.head = 0 if head == self.capacity else head
         self.total += 1
+        if self._window_start <= ts < self._window_end:
+            # The common case, inline: another trade for the pending bar.  high >= low and
+            # open_ts <= close_ts, so each pair needs at most one change.
+            bar = self._pending
+            if price > bar.high:
+                bar.high = price
+            elif price < bar.low:
+                bar.low = price
+            if ts >= bar.close_ts:
+                bar.close, bar.close_ts = price, ts
+            elif ts < bar.open_ts:
+                bar.open, bar.open_ts = price, ts
+            bar.trades += 1
+            self._sizes.append(size)
+            return
+        self._other_window(price, size, ts)
+
+    def _new_second(self, second: int, ts: int) -> None:
+        if not self.total:
+            self.first_ts = ts
+        self._second = second
+        self._marks.append((second, self.total))
+        if len(self._sizes) >= SETTLE_AT:     # bounds ``_sizes``: a second's trades at most
+            self._settle()                    # past the threshold
+
+    def _other_window(self, price: Decimal, size: Decimal, ts: int) -> None:
+        """A trade outside the pending bar's window: a newer window, or a late trade."""
         finest = self._finest
         pending = self._pending
         start = ts - ts % finest.width
         if pending is not None:
-            if start == pending.start:
-                finest.add(price, size, ts)
-                return
-            if start < pending.start:             # late: straight into every interval,
-                self.fold()                       # after the pending trades (arrival order
-                for bars in self.bars.values():   # decides between equal prices' texts)
-                    bars.add(price, size, ts)
-                return
             self.fold()
+            if start < pending.start:             # late: straight into every interval,
+                for bars in self.bars.values():   # after the pending trades (arrival order
+                    bars.add(price, size, ts)     # decides between equal prices' texts)
+                return
         finest.add(price, size, ts)
-        self._pending = finest.by_start.get(start)
+        self._pending = finest.by_start[start]
+        self._window_start, self._window_end = start, start + finest.width
         self._folded_volume, self._folded_trades = Decimal(0), 0
 
+    def _settle(self) -> None:
+        """Add the deferred sizes to the pending bar's volume."""
+        sizes = self._sizes
+        if sizes:
+            with localcontext(EXACT):
+                self._pending.volume = sum(sizes, self._pending.volume)  # type: ignore[union-attr]
+            sizes.clear()
+
     def fold(self) -> None:
-        """Bring the wider intervals' bars up to date with the pending finest bar."""
+        """Bring the pending bar's volume and the wider intervals' bars up to date."""
         pending = self._pending
         if pending is None or pending.trades == self._folded_trades:
             return
+        self._settle()
         volume = EXACT.subtract(pending.volume, self._folded_volume)
         trades = pending.trades - self._folded_trades
         for bars in self._wider:
@@ -226,7 +282,10 @@ class _Series:
     def rate(self, now_ns: int) -> float:
         """Trades per second received (ts_recv) in the last ``RATE_WINDOW_S`` whole seconds."""
         now_s = now_ns // 10**9
-        n = sum(count for second, count in self._per_second if now_s - second < RATE_WINDOW_S)
+        marks = self._marks
+        ends = [total for _, total in marks][1:] + [self.total]
+        n = sum(end - before for (second, before), end in zip(marks, ends)
+                if now_s - second < RATE_WINDOW_S)
         return n / RATE_WINDOW_S
 
 
@@ -249,24 +308,27 @@ class TradeStore:
     def on_event(self, event: object) -> None:
         """Hub subscriber: keep trades, ignore everything else."""
         if type(event) is Trade:
-            self.add(event)
+            # :meth:`add` inline: this runs for every trade the server receives.
+            series = self._series.get((event.exchange, event.symbol))
+            if series is None:
+                series = self._new_series(event)
+            series.add(event)
 
     def add(self, trade: Trade) -> None:
         """Store one trade and fold it into every interval's bar.
 
         Raises ``ValueError`` (storing nothing) when price or size is not a finite decimal.
         """
-        key = (trade.exchange, trade.symbol)
-        series = self._series.get(key)
+        series = self._series.get((trade.exchange, trade.symbol))
         if series is None:
-            series = _Series(trade.exchange, trade.symbol, trade.native_symbol,
-                             self.capacity, self.max_bars)
-            self._series[key] = series
-        try:
-            series.add(trade)
-        except InvalidOperation as exc:
-            raise ValueError(f"trade {trade.trade_id!r}: price {trade.price!r} / size "
-                             f"{trade.size!r} is not a decimal") from exc
+            series = self._new_series(trade)
+        series.add(trade)
+
+    def _new_series(self, trade: Trade) -> _Series:
+        series = _Series(trade.exchange, trade.symbol, trade.native_symbol,
+                         self.capacity, self.max_bars)
+        self._series[trade.exchange, trade.symbol] = series
+        return series
 
     # --- queries ----------------------------------------------------------------------------
 
