@@ -1,8 +1,10 @@
 """Collector WebSocket receive path: CPU per frame, stock ``websockets`` vs exchanges/_fastws.py.
 
-A server process writes N pre-built ~190-byte text frames in large batches; the client reads
-them with ``recv(decode=False)`` as the collectors do, once with the stock ClientConnection and
-once with FastClientConnection, alternating.  Prints CPU µs and wall µs per frame.
+A server process writes N pre-built ~190-byte text frames in large batches; the client takes
+them three ways, in turn: ``recv(decode=False)`` on the stock ClientConnection (the anchor),
+the same on FastClientConnection (its compiled frame slicer), and ``recv_batch(handler)`` --
+direct dispatch, what the collectors run, whose front door hands each frame from the socket
+read to the handler.  Prints CPU µs and wall µs per frame (uvloop, as the server runs).
 
     flock /tmp/ap-bench.lock .venv/bin/python benchmarks/ws_client_frames.py [--frames 200000]
 """
@@ -12,6 +14,8 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import time
+
+import uvloop
 
 PAYLOAD = (b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[{"price":'
            b'96511.3,"qty":0.07083030}],"asks":[],"checksum":491954131,'
@@ -42,17 +46,33 @@ def _server(port_q: mp.Queue, frames: int) -> None:
     asyncio.run(main())
 
 
-async def _client(port: int, frames: int, fast: bool) -> tuple[float, float]:
+MODES = ("stock websockets", "fast recv()", "fast direct dispatch")
+
+
+async def _client(port: int, frames: int, mode: str) -> tuple[float, float]:
     from websockets.asyncio.client import connect
 
     from alphapulse.exchanges._fastws import FastClientConnection
-    extra = {"create_connection": FastClientConnection} if fast else {}
+    extra = {"create_connection": FastClientConnection} if mode != MODES[0] else {}
     async with connect(f"ws://127.0.0.1:{port}", compression=None, max_queue=None,
                        max_size=1 << 24, **extra) as ws:  # type: ignore[arg-type]
         t, c = time.perf_counter(), time.process_time()
-        recv = ws.recv
-        for _ in range(frames):
-            message = await recv(decode=False)
+        if mode == MODES[2]:
+            got = 0
+
+            def handler(message: bytes, ts: int) -> bool:
+                nonlocal got
+                got += 1
+                return got < frames
+
+            while got < frames:
+                batch = await ws.recv_batch(handler)   # the handler moves `got` meanwhile
+                got += len(batch)
+            message = PAYLOAD
+        else:
+            recv = ws.recv
+            for _ in range(frames):
+                message = await recv(decode=False)
         assert message == PAYLOAD
         return (time.process_time() - c) / frames * 1e6, (time.perf_counter() - t) / frames * 1e6
 
@@ -69,9 +89,9 @@ def main() -> None:
     print("| client | CPU µs/frame | wall µs/frame |\n|---|---:|---:|")
     try:
         for _ in range(args.repeat):
-            for fast in (False, True):
-                cpu, wall = asyncio.run(_client(port, args.frames, fast))
-                print(f"| {'fast (_fastws)' if fast else 'stock websockets'} | {cpu:.2f} | {wall:.2f} |")
+            for mode in MODES:
+                cpu, wall = uvloop.run(_client(port, args.frames, mode))
+                print(f"| {mode} | {cpu:.2f} | {wall:.2f} |")
     finally:
         proc.terminate()
 
