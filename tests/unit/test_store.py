@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alphapulse.events import Trade
-from alphapulse.server import store as store_module
+from alphapulse.server import _trade_series as trade_series_module
 from alphapulse.server.store import INTERVALS, TradeStore
 
 BASE = 1_700_000_000_000_000_000        # 2023-11-14T22:13:20Z, a whole day boundary + 80000 s
@@ -109,7 +109,7 @@ def test_volume_beyond_sixty_digits_stays_exact() -> None:
 def test_deferred_volume_mixed_precisions_across_settles(monkeypatch) -> None:
     # Sizes of many precisions and magnitudes in one minute, over many receive seconds (each
     # may sum the deferred sizes), with reads in between: every read is exact to the digit.
-    monkeypatch.setattr(store_module, "SETTLE_AT", 3)
+    monkeypatch.setattr(trade_series_module, "SETTLE_AT", 3)
     store = TradeStore()
     sizes = ["0.1", "0.00000001", "5", "123456789012.5", "0.10", "1E-20", "7.000", "0E-9",
              "1E+3", "0.3"]
