@@ -67,3 +67,12 @@ def test_update_opening_then_closing(benchmark: Any, opens: int) -> None:
     events = _cycle(books["coinbase"], [[("bid", "103000.00", "0.1")], [("bid", "103000.00", "0")]])
     _run(benchmark, det, events)
     assert det.opened >= opens
+
+
+def test_update_moving_the_top_of_open_opportunities(benchmark: Any) -> None:
+    det, books = _detector()
+    # Coinbase's bid stays above Kraken's and Binance.US's asks while its size changes: every
+    # update moves a top of book and re-checks both open opportunities (the demo's common case).
+    events = _cycle(books["coinbase"], [[("bid", "103000.00", "0.1")], [("bid", "103000.00", "0.2")]])
+    _run(benchmark, det, events)
+    assert det.opened == 2 and det.closed == 0

@@ -119,6 +119,7 @@ cdef class OrderBook:
     cdef Py_ssize_t _parse_changes(self, object changes) except -1
     cdef Delta _apply_parsed(self, Py_ssize_t count, bint want_delta)
     cdef Delta _apply_scratch(self, Py_ssize_t count)
+    cdef int _apply_delta(self, Delta delta) except -1
     cdef uint32_t _checksum10(self) noexcept
     cdef Delta _new_delta(self, Py_ssize_t capacity, bint snapshot)
     cdef int _replace(self, ap_change *levels, Py_ssize_t n_bids, Py_ssize_t n_asks) except -1

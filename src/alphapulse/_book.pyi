@@ -138,6 +138,9 @@ class OrderBook:
     def apply_delta(self, delta: Delta) -> None:
         """Apply a Delta; non-snapshot deltas need ``delta.sequence == sequence + 1``
         (SequenceError otherwise).  Afterwards ``sequence == delta.sequence``."""
+    def apply_delta_top(self, delta: Delta) -> tuple[int, int, int, int] | None:
+        """``apply_delta(delta)``; then the new ``bbo()`` if the delta changed the top of book
+        (a best price or size on either side), else None."""
     def snapshot_delta(self) -> Delta:
         """The whole book as a snapshot Delta at the current sequence."""
     # reads

@@ -327,6 +327,23 @@ cdef class OrderBook:
         """Apply a Delta from another copy of this book.  A snapshot delta replaces the
         book; any other must carry ``sequence == self.sequence + 1`` (else SequenceError,
         book unchanged).  Afterwards ``self.sequence == delta.sequence``."""
+        self._apply_delta(delta)
+
+    def apply_delta_top(self, Delta delta not None):
+        """``apply_delta(delta)``, then the new ``bbo()`` if the delta changed the top of book
+        (a best price or size on either side), else None.  For mirrors that act only on top
+        changes: the common delta below the top builds no tuple."""
+        cdef int64_t bk = 0, bz = 0, ak = 0, az = 0, nbk = 0, nbz = 0, nak = 0, naz = 0
+        ap_side_best(&self.side[0], &bk, &bz)
+        ap_side_best(&self.side[1], &ak, &az)
+        self._apply_delta(delta)
+        ap_side_best(&self.side[0], &nbk, &nbz)
+        ap_side_best(&self.side[1], &nak, &naz)
+        if nbk == bk and nbz == bz and nak == ak and naz == az:
+            return None
+        return (nbk, nbz, -nak, naz)
+
+    cdef int _apply_delta(self, Delta delta) except -1:
         cdef Py_ssize_t i
         if delta.price_precision != self.price_precision:
             raise BookError(f"delta price_precision {delta.price_precision} != book's "
@@ -348,6 +365,7 @@ cdef class OrderBook:
         else:
             self._apply_parsed(delta.n, False)
         self.sequence = delta.sequence
+        return 0
 
     def snapshot_delta(self):
         """The whole book as a snapshot Delta (best levels first) at the current sequence."""

@@ -8,12 +8,13 @@ Pure library code, no I/O.  Feed it the same events every other subscriber gets:
     books["BTC-USD"].depth(10)        # levels summed across venues, per-venue sizes kept
 
 How it stays incremental: each venue's book is mirrored in an ``OrderBook`` that is advanced with
-``apply_delta(event.delta)`` (the exact delta the collector applied, so the mirror is the
-collector's book, level for level, and a missed delta is caught as a ``SequenceError``).  After
-each delta only that venue's top of book is read (``OrderBook.bbo()``: four scaled ints, no
-strings) and compared with the previous one.  The cross-venue best is a pass over the handful
-of venue tops, done when asked (``bbo()``, ``best_bid``), not on every update.  Nothing is ever
-rebuilt from scratch.
+``apply_delta_top(event.delta)`` (the exact delta the collector applied, so the mirror is the
+collector's book, level for level, and a missed delta is caught as a ``SequenceError``).  That
+call also compares the venue's top of book before and after the delta, in C, and hands back the
+new top (four scaled ints, no strings) only when it changed: the common delta below the top
+costs one call and no allocation.  The cross-venue best is a pass over the handful of venue
+tops, done when asked (``bbo()``, ``best_bid``), not on every update.  Nothing is ever rebuilt
+from scratch.
 
 Prices and sizes stay exact: tops are kept as integers (the book's own scaled ints, and the same
 scaled to ``COMMON_DECIMALS`` to compare venues that quote at different precisions, e.g. Kraken
@@ -61,8 +62,6 @@ BOOKLESS_GAPS = frozenset({"trade_id"})
 NO_BID = -1
 NO_ASK = 1 << 127
 
-_EMPTY_TOP = (0, 0, 0, 0)
-
 
 def _scaled(text: str, mult: int) -> int:
     """Exact decimal text with the book's fixed number of decimals -> int at COMMON_DECIMALS."""
@@ -93,7 +92,7 @@ class VenueQuote:
     """
 
     __slots__ = (
-        "exchange", "symbol", "book", "state", "crossed", "top",
+        "exchange", "symbol", "book", "state", "crossed",
         "bid_px", "bid_sz", "ask_px", "ask_sz", "px_mult", "sz_mult",
         "ts_event", "ts_recv", "top_ts_event", "top_ts_recv", "resync_reason",
     )
@@ -104,9 +103,6 @@ class VenueQuote:
         self.book: OrderBook | None = None
         self.state = SYNCING
         self.crossed = False
-        # OrderBook.bbo(): (bid price, bid size, ask price, ask size) as ints scaled at the
-        # book's own precisions, 0 for an empty side.  Compared as a whole to spot top changes.
-        self.top: tuple[int, int, int, int] = _EMPTY_TOP
         self.bid_px = NO_BID
         self.ask_px = NO_ASK
         self.bid_sz = 0
@@ -149,19 +145,17 @@ class VenueQuote:
         return book
 
     def _set_top(self, top: tuple[int, int, int, int], ts_event: int, ts_recv: int) -> None:
-        self.top = top
+        # top: OrderBook.bbo(), (bid price, bid size, ask price, ask size) scaled at the book's
+        # own precisions, all 0 for an empty side (so an empty side's size scales to 0).
         bid_px, bid_sz, ask_px, ask_sz = top
-        if bid_sz:
-            self.bid_px = bid_px * self.px_mult
-            self.bid_sz = bid_sz * self.sz_mult
-        else:
-            self.bid_px, self.bid_sz = NO_BID, 0
-        if ask_sz:
-            self.ask_px = ask_px * self.px_mult
-            self.ask_sz = ask_sz * self.sz_mult
-        else:
-            self.ask_px, self.ask_sz = NO_ASK, 0
-        self.crossed = bool(bid_sz and ask_sz) and bid_px >= ask_px
+        bid = bid_px * self.px_mult if bid_sz else NO_BID
+        ask = ask_px * self.px_mult if ask_sz else NO_ASK
+        self.bid_px = bid
+        self.ask_px = ask
+        self.bid_sz = bid_sz * self.sz_mult
+        self.ask_sz = ask_sz * self.sz_mult
+        # The sentinels make an empty side never crossed.
+        self.crossed = bid >= ask
         self.top_ts_event = ts_event
         self.top_ts_recv = ts_recv
 
@@ -230,9 +224,8 @@ class ConsolidatedBook:
             # No snapshot yet, or resyncing: the next snapshot replaces the book anyway.
             self.ignored += 1
             return None
-        book = quote.book
         try:
-            book.apply_delta(event.delta)  # type: ignore[union-attr]
+            top = quote.book.apply_delta_top(event.delta)  # type: ignore[union-attr]
         except SequenceError:
             # We missed a delta (e.g. a reader overrun upstream): the mirror can no longer be
             # trusted, exactly as if the exchange had reported a gap.
@@ -242,8 +235,7 @@ class ConsolidatedBook:
         previous = quote.ts_recv
         quote.ts_event = event.ts_event
         ts_recv = quote.ts_recv = event.ts_recv
-        top = book.bbo()  # type: ignore[union-attr]
-        if top == quote.top:
+        if top is None:
             if self.revive_ns and ts_recv - previous > self.revive_ns:
                 return quote
             return None

@@ -252,6 +252,39 @@ def test_apply_delta_sequence_rules() -> None:
         OrderBook("BTC-USD", 3, 8).apply_delta(d1)
 
 
+def test_apply_delta_top_reports_only_top_changes() -> None:
+    book = make_book()
+    mirror = OrderBook("BTC-USD", 2, 8)
+    assert mirror.apply_delta_top(book.snapshot_delta()) == mirror.bbo() != (0, 0, 0, 0)
+    top = mirror.bbo()
+    below = book.update("bid", "1.00", "1")                  # far below the best bid
+    assert mirror.apply_delta_top(below) is None and mirror == book
+    bid_px, bid_sz, ask_px, ask_sz = top
+    changes = [
+        [("bid", format_decimal(bid_px, 2), "7")],           # size at the best bid
+        [("bid", format_decimal(bid_px + 1, 2), "1")],       # a better bid
+        [("ask", format_decimal(ask_px - 1, 2), "2")],       # a better ask
+        [("ask", format_decimal(ask_px - 1, 2), "0")],       # ... taken out again
+    ]
+    for change in changes:
+        before = mirror.bbo()
+        assert mirror.apply_delta_top(book.apply(change)) == mirror.bbo() != before
+    # The sequence rules are apply_delta's: a skipped delta raises and changes nothing.
+    book.update("bid", "2.00", "1")
+    skipped = book.update("bid", format_decimal(bid_px + 5, 2), "1")
+    before = (mirror.bbo(), mirror.sequence)
+    with pytest.raises(SequenceError):
+        mirror.apply_delta_top(skipped)
+    assert (mirror.bbo(), mirror.sequence) == before
+    with pytest.raises(BookError):
+        OrderBook("BTC-USD", 3, 8).apply_delta_top(below)
+    # Emptying a side is a change; its price and size read 0, as in bbo().
+    empty = OrderBook("BTC-USD", 2, 8)
+    empty.apply_delta_top(book.snapshot_delta())
+    book.apply([("ask", p, "0") for p, _ in book.asks()])
+    assert empty.apply_delta_top(book.snapshot_delta())[2:] == (0, 0)
+
+
 def test_diff_is_minimal_and_applies() -> None:
     before = make_book()
     after = before.copy()

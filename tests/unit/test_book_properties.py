@@ -3,7 +3,8 @@
 Each random program of snapshots, single updates, batches and bad batches runs on the
 compiled book and on ``ReferenceBook``; after every step both must show the same levels,
 tops, crossed flag, checksum and sequence.  Every delta the book returns is also applied to
-a mirror book (directly and after a binary and a JSON round trip), which must stay equal.
+a mirror book (directly and after a binary and a JSON round trip), which must stay equal, and
+through ``apply_delta_top``, which must report exactly the steps that moved the top of book.
 """
 from __future__ import annotations
 
@@ -110,6 +111,7 @@ def test_book_matches_reference_after_every_step(program) -> None:
     ref = ReferenceBook(pp, sp, depth)
     mirror = OrderBook("T", pp, sp)           # no depth: it must follow the deltas alone
     wire_mirror = OrderBook("T", pp, sp)
+    top_mirror = OrderBook("T", pp, sp)
     for step in steps:
         kind = step[0]
         if kind == "bad":
@@ -134,8 +136,12 @@ def test_book_matches_reference_after_every_step(program) -> None:
             ref.apply(step[1])
         assert delta.sequence == book.sequence
         assert_same(book, ref)
+        top_before = mirror.bbo()
         mirror.apply_delta(delta)
         assert mirror == book and mirror.sequence == book.sequence
+        top = top_mirror.apply_delta_top(delta)
+        assert top == (None if book.bbo() == top_before else book.bbo())
+        assert top_mirror == book and top_mirror.sequence == book.sequence
         wire_mirror.apply_delta(Delta.decode(delta.encode()))
         wire_mirror_json = Delta.from_json(delta.to_json())
         assert wire_mirror_json == delta

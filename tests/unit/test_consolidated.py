@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alphapulse import BookSnapshot, BookUpdate, Gap, OrderBook
-from alphapulse.consolidated import ConsolidatedBook, ConsolidatedBooks, format_scaled
+from alphapulse.consolidated import (NO_ASK, NO_BID, ConsolidatedBook, ConsolidatedBooks,
+                                      format_scaled)
 
 T0 = 1_800_000_000_000_000_000
 
@@ -169,3 +172,27 @@ def test_a_trade_id_gap_leaves_the_book_live() -> None:
     assert books.on_event(Gap("kraken", "BTC-USD", "trade_id", "ids 5..6 missed", 2, T0)) == []
     assert books["BTC-USD"].on_event(Gap("kraken", "BTC-USD", "trade_id", "", 1, T0)) is None
     assert books["BTC-USD"].venue("kraken").state == "live"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0, 1, 2]), st.sampled_from(["bid", "ask"]),
+                          st.integers(96, 104), st.integers(0, 3)), max_size=60))
+def test_each_venue_quote_is_its_mirror_top_after_every_update(steps: list) -> None:
+    # Every update is reported exactly when it moved that venue's top, and the quote's scaled
+    # ints and crossed flag are the mirror's bbo() (sentinels for an empty side).
+    cb = ConsolidatedBook("BTC-USD")
+    venues = [Venue("kraken", 1), Venue("coinbase", 2), Venue("binanceus", 8, sp=3)]
+    for venue in venues:
+        cb.on_event(venue.snapshot([("99", "1")], [("101", "1")]))
+    for i, side, price, size in steps:
+        venue = venues[i]
+        before = venue.book.bbo()
+        quote = cb.on_event(venue.update([(side, str(price), str(size))]))
+        assert (quote is not None) == (venue.book.bbo() != before)
+        bid_px, bid_sz, ask_px, ask_sz = venue.book.bbo()
+        q = cb.venue(venue.exchange)
+        assert (q.bid_px, q.bid_sz) == ((bid_px * q.px_mult, bid_sz * q.sz_mult) if bid_sz
+                                        else (NO_BID, 0))
+        assert (q.ask_px, q.ask_sz) == ((ask_px * q.px_mult, ask_sz * q.sz_mult) if ask_sz
+                                        else (NO_ASK, 0))
+        assert q.crossed == (bool(bid_sz and ask_sz) and bid_px >= ask_px)

@@ -24,15 +24,21 @@ _WALK_FIRST = 5                  # levels read per side before walking further (
 
 
 class _Tracked:
-    """Mutable bookkeeping of an open opportunity (the emitted Opportunity stays frozen)."""
+    """Mutable bookkeeping of an open opportunity (the emitted Opportunity stays frozen).
 
-    __slots__ = ("opp", "updates", "peak", "last")
+    ``ask``/``bid``: the prices (at COMMON_DECIMALS) ``last`` was computed from; while they
+    stay, so does the edge (fees are fixed), and a re-check skips the big-int division.
+    """
 
-    def __init__(self, opp: Opportunity) -> None:
+    __slots__ = ("opp", "updates", "peak", "last", "ask", "bid")
+
+    def __init__(self, opp: Opportunity, ask: int, bid: int) -> None:
         self.opp = opp
         self.updates = 0
         self.peak = opp.net_bps
         self.last = opp.net_bps
+        self.ask = ask
+        self.bid = bid
 
 
 def _exact_text(value: int, decimals: int) -> str:
@@ -40,6 +46,18 @@ def _exact_text(value: int, decimals: int) -> str:
     digits = str(value).rjust(decimals + 1, "0")
     whole, frac = digits[:-decimals], digits[-decimals:].rstrip("0")
     return f"{whole}.{frac}" if frac else whole
+
+
+class _FeeUnits(dict[str, int]):
+    """Taker fee per exchange in 1e-6 bps; ``[exchange]`` of an unlisted exchange is the default
+    (a subscript, not a method call, on the per-check path)."""
+
+    def __init__(self, units: dict[str, int], default: int) -> None:
+        super().__init__(units)
+        self.default = default
+
+    def __missing__(self, exchange: str) -> int:
+        return self.default
 
 
 def _fee_units(exchange: str, bps: float) -> int:
@@ -73,9 +91,9 @@ class ArbitrageDetector:
         merged = dict(DEFAULT_TAKER_FEES_BPS)
         merged.update(fees or {})
         self.fees: dict[str, float] = {k: float(v) for k, v in merged.items()}
-        self._fee_units = {k: _fee_units(k, v) for k, v in self.fees.items()}
         self.default_fee_bps = float(default_fee_bps)
-        self._default_fee_units = _fee_units("default", self.default_fee_bps)
+        self._fee_units = _FeeUnits({k: _fee_units(k, v) for k, v in self.fees.items()},
+                                    _fee_units("default", self.default_fee_bps))
         self.threshold_bps = float(threshold_bps)
         self.max_age_s = float(max_age_s)
         self._max_age_ns = int(max_age_s * 1e9)
@@ -162,7 +180,7 @@ class ArbitrageDetector:
             for key, tracked in list(opened.items()):
                 book = self.books[symbol]
                 buy, sell = book.venue(key[0]), book.venue(key[1])
-                reason = self._guard(buy, now) or self._guard(sell, now)
+                reason = self._guard(buy, sell, now)
                 if reason:
                     out.append(self._close(symbol, key, reason, now, buy, sell))
         if out:
@@ -175,28 +193,34 @@ class ArbitrageDetector:
                   out: list[Opportunity]) -> None:
         self.evaluations += 1
         opened = self._open.get(book.symbol)
-        bid, ask = changed.bid_px, changed.ask_px
+        exchange, bid, ask = changed.exchange, changed.bid_px, changed.ask_px
+        # A direction is checked when its bid is above its ask or it is tracked (it may have
+        # to close); the overwhelmingly common pair of venues is neither.  ``opened`` is
+        # looked up as each check runs, since a check may open or close one.
         for other in book.venues:
-            if other is changed or (opened is None and other.bid_px <= ask
-                                    and bid <= other.ask_px):
+            if other is changed:
                 continue
-            self._check(book, changed, other, now, trigger, opened, out)
-            self._check(book, other, changed, now, trigger, opened, out)
+            tracked = opened.get((exchange, other.exchange)) if opened else None
+            if tracked is not None or other.bid_px > ask:
+                self._check(book, changed, other, now, trigger, tracked, out)
+            tracked = opened.get((other.exchange, exchange)) if opened else None
+            if tracked is not None or bid > other.ask_px:
+                self._check(book, other, changed, now, trigger, tracked, out)
 
     def _check(self, book: ConsolidatedBook, buy: VenueQuote, sell: VenueQuote, now: int,
-               trigger: int, opened: dict[tuple[str, str], _Tracked] | None,
-               out: list[Opportunity]) -> None:
-        tracked = opened.get((buy.exchange, sell.exchange)) if opened else None
-        if sell.bid_px <= buy.ask_px and tracked is None:
-            return                                   # the overwhelmingly common case
-        reason = self._guard(buy, now) or self._guard(sell, now)
+               trigger: int, tracked: _Tracked | None, out: list[Opportunity]) -> None:
+        reason = self._guard(buy, sell, now)
         net = 0.0
         if not reason:
-            if sell.bid_px <= buy.ask_px:
+            ask, bid = buy.ask_px, sell.bid_px
+            if bid <= ask:
                 reason = "edge" if buy.ask is not None and sell.bid is not None else "empty"
             else:
-                fb, fs = self._fees(buy.exchange), self._fees(sell.exchange)
-                net = self._net_bps(buy.ask_px, sell.bid_px, fb, fs)
+                if tracked is not None and tracked.ask == ask and tracked.bid == bid:
+                    net = tracked.last
+                else:
+                    net = self._net_bps(ask, bid, self._fee_units[buy.exchange],
+                                        self._fee_units[sell.exchange])
                 if net <= self.threshold_bps:
                     reason = "edge"
         if tracked is None:
@@ -214,32 +238,33 @@ class ArbitrageDetector:
         else:
             tracked.updates += 1
             tracked.last = net
+            tracked.ask = buy.ask_px
+            tracked.bid = sell.bid_px
             if net > tracked.peak:
                 tracked.peak = net
 
-    def _guard(self, quote: VenueQuote, now: int) -> str:
-        if quote.state != LIVE:
-            return "resyncing"
-        if quote.crossed:
-            return "crossed"
-        if now - quote.ts_recv > self._max_age_ns:
-            return "stale"
+    def _guard(self, buy: VenueQuote, sell: VenueQuote, now: int) -> str:
+        """Why the pair cannot be traded on now, the buy venue's reason first; "" if it can."""
+        for quote in (buy, sell):
+            if quote.state != LIVE:
+                return "resyncing"
+            if quote.crossed:
+                return "crossed"
+            if now - quote.ts_recv > self._max_age_ns:
+                return "stale"
         return ""
-
-    def _fees(self, exchange: str) -> int:
-        units = self._fee_units.get(exchange)
-        return self._default_fee_units if units is None else units
 
     @staticmethod
     def _net_bps(ask: int, bid: int, fee_buy: int, fee_sell: int) -> float:
-        # Exact integer numerator, one correctly rounded division.
-        return (bid * (_BPS - fee_sell) - ask * (_BPS + fee_buy)) * 10_000 / (ask * _BPS)
+        # Exact integer numerator, one correctly rounded division; the bps scale and the fee
+        # unit cancel (10_000 / _BPS == 1 / _FEE_UNIT), so the divisor is a smaller big int.
+        return (bid * (_BPS - fee_sell) - ask * (_BPS + fee_buy)) / (ask * _FEE_UNIT)
 
     def _open_new(self, book: ConsolidatedBook, buy: VenueQuote, sell: VenueQuote, net: float,
                   now: int, trigger: int) -> Opportunity:
         ask, bid = buy.ask, sell.bid
         assert ask is not None and bid is not None
-        fb, fs = self._fees(buy.exchange), self._fees(sell.exchange)
+        fb, fs = self._fee_units[buy.exchange], self._fee_units[sell.exchange]
         size_decimals = max(buy.book.size_precision, sell.book.size_precision)  # type: ignore[union-attr]
         walk = self._walk(buy, sell, fb, fs)
         cost, proceeds = walk[1], walk[2]
@@ -261,7 +286,8 @@ class ArbitrageDetector:
             buy.ts_event, buy.ts_recv, sell.ts_event, sell.ts_recv,
             None, None, None, 0, net, net))      # closed_ns, duration, reason, updates, peak, last
         self._next_id += 1
-        self._open.setdefault(book.symbol, {})[(buy.exchange, sell.exchange)] = _Tracked(opp)
+        self._open.setdefault(book.symbol, {})[(buy.exchange, sell.exchange)] = _Tracked(
+            opp, buy.ask_px, sell.bid_px)
         self.opened += 1
         return opp
 
