@@ -33,6 +33,14 @@ def _end_book(exchange: str, path: Path) -> OrderBook:
     return parser.books["BTC-USD"]
 
 
+def _worst_step_back(times: list[int]) -> int:
+    """How far the furthest-behind time is behind one before it."""
+    top, worst = times[0], 0
+    for t in times:
+        worst, top = max(worst, top - t), max(top, t)
+    return worst
+
+
 @pytest.mark.parametrize("exchange", sorted(CAPTURES))
 async def test_collector_follows_looped_passes(exchange: str, fixtures_dir: Path) -> None:
     path = fixtures_dir / "generated" / f"{CAPTURES[exchange]}.jsonl"
@@ -76,6 +84,11 @@ async def test_collector_follows_looped_passes(exchange: str, fixtures_dir: Path
     ids = [int(t.trade_id) for t in trades]
     assert ids == sorted(set(ids)) and ids == list(range(ids[0], ids[0] + len(ids)))
     assert 0.17 < len(trades) / (len(trades) + len(books)) < 0.23
+    # Time keeps moving forward over the passes as it did within the capture: no trade is
+    # further behind an earlier one than in the capture itself (the passes shift their times).
+    captured = [e.ts_event for e in events[:first_pass] if isinstance(e, Trade)]
+    assert _worst_step_back([t.ts_event for t in trades]) <= _worst_step_back(captured)
+    assert trades[-1].ts_event > max(captured) or exchange == "coinbase"   # one instant there
     # Every pass ends at the capture's end state: check it at the end of a whole pass.
     assert collector.state("BTC-USD") == "live"
     assert not collector.books["BTC-USD"].crossed

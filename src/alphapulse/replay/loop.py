@@ -7,7 +7,10 @@ the exchange's own format: the levels of *E* that *S* lacks deleted, the levels 
 brings *E* back to *S*, then the stream frames again, so every frame describes the book exactly
 as the first time: Kraken's checksums stay right without recomputing them, no book is ever
 crossed.  Sequence numbers (Coinbase ``sequence_num``, Binance.US ``U``/``u``) and trade ids are
-renumbered so that each pass continues the previous one with no gap and no duplicate.
+renumbered so that each pass continues the previous one with no gap and no duplicate, and
+trade timestamps (Kraken's ``timestamp``, Binance.US's ``E``/``T``) move forward by the
+capture's span each pass, as an exchange's clock would: a trade is never older than the ones
+before it by more than within the capture itself.
 
 The frames are the bytes the client's session was actually sent in the first pass (so the
 session's own rewriting, e.g. Binance's combined-stream wrapping, is kept), cut into templates:
@@ -20,8 +23,10 @@ Supported: Coinbase Advanced Trade, Kraken v2, Binance.US (raw or combined strea
 """
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -33,20 +38,23 @@ from ._server import ReplayServer, Session
 __all__ = ["Chunk", "Looper", "build_looper"]
 
 OTHER, BOOK, TRADE = 0, 1, 2
-_SEQ, _TRADE_ID, _UID = 0, 1, 2          # slot kinds: next sequence, next trade id, id + offset
+# slot kinds: next sequence, next trade id, id + offset, time + the passes' shift
+_SEQ, _TRADE_ID, _UID, _TIME = 0, 1, 2, 3
 
 _CB_SEQ = re.compile(rb'"sequence_num"\s*:\s*(\d+)')
 _CB_TRADE = re.compile(rb'"trade_id"\s*:\s*"(\d+)"')
 _KR_TRADE = re.compile(rb'"trade_id"\s*:\s*(\d+)')
 _BN_U = re.compile(rb'"[Uu]"\s*:\s*(\d+)')
 _BN_TRADE = re.compile(rb'"t"\s*:\s*(\d+)')
+_BN_TIME = re.compile(rb'"[ET]"\s*:\s*(\d+)')
+_KR_TIME = re.compile(rb'"timestamp"\s*:\s*"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6})Z"')
 
 
 @dataclass(frozen=True, slots=True)
 class _Template:
     pieces: tuple[bytes, ...]      # len(slots) + 1 byte pieces
     slots: tuple[int, ...]         # slot kinds
-    values: tuple[int, ...]        # the capture's value in each slot (used by _UID)
+    values: tuple[int, ...]        # the capture's value in each slot (used by _UID, _TIME)
     kind: int                      # BOOK / TRADE
     trades: int                    # trades in the frame
 
@@ -61,10 +69,14 @@ class Chunk:
     books: list[int]               # cumulative book messages after frame i
 
 
-def _template(frame: bytes, patterns: Sequence[tuple[re.Pattern[bytes], int]], kind: int,
-              trades: int = 1) -> _Template:
-    found = sorted((m.start(1), m.end(1), slot, int(m.group(1)))
-                   for pattern, slot in patterns for m in pattern.finditer(frame))
+Pattern = tuple[re.Pattern[bytes], int] | tuple[re.Pattern[bytes], int, Callable[[bytes], int]]
+
+
+def _template(frame: bytes, patterns: Sequence[Pattern], kind: int, trades: int = 1) -> _Template:
+    """``frame`` cut around each pattern's group 1 (read as an int, or by the pattern's own
+    reader: Kraken's timestamp text)."""
+    found = sorted((m.start(1), m.end(1), p[1], (p[2] if len(p) > 2 else int)(m.group(1)))
+                   for p in patterns for m in p[0].finditer(frame))
     pieces, slots, values, pos = [], [], [], 0
     for start, end, slot, value in found:
         pieces.append(frame[pos:start])
@@ -74,6 +86,29 @@ def _template(frame: bytes, patterns: Sequence[tuple[re.Pattern[bytes], int]], k
     pieces.append(frame[pos:])
     return _Template(tuple(pieces), tuple(slots), tuple(values), kind,
                      trades if kind == TRADE else 0)
+
+
+def _kraken_us(text: bytes) -> int:
+    """``2026-11-27T10:00:00.221587`` (UTC) -> µs since the epoch."""
+    whole = datetime.fromisoformat(text[:19].decode()).replace(tzinfo=timezone.utc)
+    return int(whole.timestamp()) * 1_000_000 + int(text[20:])
+
+
+def _kraken_text(us: int) -> bytes:
+    """The inverse of :func:`_kraken_us`."""
+    seconds, frac = divmod(us, 1_000_000)
+    return b"%s.%06d" % (_second_text(seconds), frac)
+
+
+@functools.lru_cache(maxsize=1024)
+def _second_text(seconds: int) -> bytes:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S").encode()
+
+
+def _time_shift(stream: list[_Template], gap: int) -> int:
+    """How far a pass moves the stream's times: its span plus ``gap`` (same unit)."""
+    times = [v for t in stream for slot, v in zip(t.slots, t.values) if slot == _TIME]
+    return max(times) - min(times) + gap if times else 0
 
 
 def _ws_header(n: int) -> bytes:
@@ -89,12 +124,15 @@ class Looper:
     """Renders passes of ``restore + stream`` forever, numbering slots as it goes."""
 
     def __init__(self, restore: list[_Template], stream: list[_Template], *, seq: int = 0,
-                 trade_id: int = 0, uid_step: int = 0, trade_share: float | None = None) -> None:
+                 trade_id: int = 0, uid_step: int = 0, trade_share: float | None = None,
+                 time_shift: int = 0,
+                 time_text: Callable[[int], bytes] = lambda v: b"%d" % v) -> None:
         if not any(t.kind == BOOK for t in stream):
             raise ValueError("the capture has no book updates to loop")
         self.templates = restore + _repeat_trades(stream, trade_share)
         self.seq, self.trade_id = seq, trade_id
         self.uid_step = uid_step
+        self.time_shift, self.time_text = time_shift, time_text
         self.passes = 1                 # the first pass was the capture itself
         self._pos = 0
         book = sum(1 for t in self.templates if t.kind == BOOK)
@@ -115,11 +153,13 @@ class Looper:
         if self.numbering is not None:       # the session may have numbered frames since
             self.seq = self.numbering.seq
         seq, trade_id, off = self.seq, self.trade_id, self.passes * self.uid_step
+        later, time_text = self.passes * self.time_shift, self.time_text
         for _ in range(n):
             if i == len(templates):
                 i = 0
                 self.passes += 1
                 off = self.passes * self.uid_step
+                later = self.passes * self.time_shift
             t = templates[i]
             i += 1
             if t.slots:
@@ -129,6 +169,10 @@ class Looper:
                         value, seq = seq, seq + 1
                     elif slot == _TRADE_ID:
                         value, trade_id = trade_id, trade_id + 1
+                    elif slot == _TIME:
+                        parts.append(time_text(value + later))
+                        parts.append(piece)
+                        continue
                     else:
                         value += off
                     parts.append(b"%d" % value)
@@ -227,8 +271,9 @@ def _kraken(server: ReplayServer, session: Session, recorded: dict[int, Sequence
     stream, top = [], 0
     for _, kind, frame in _sent_frames(recorded, start, len(frames), kind_of):
         if kind == TRADE:
-            t = _template(frame, [(_KR_TRADE, _TRADE_ID)], TRADE, frame.count(b'"trade_id"'))
-            top = max([top, *t.values])
+            t = _template(frame, [(_KR_TRADE, _TRADE_ID), (_KR_TIME, _TIME, _kraken_us)], TRADE,
+                          frame.count(b'"trade_id"'))
+            top = max([top, *(v for slot, v in zip(t.slots, t.values) if slot == _TRADE_ID)])
             stream.append(t)
         else:
             stream.append(_template(frame, (), BOOK))
@@ -250,7 +295,8 @@ def _kraken(server: ReplayServer, session: Session, recorded: dict[int, Sequence
             f'"asks":[{levels(e_book.asks, s_book.asks)}],'
             f'"checksum":{s_market.checksum(native)},'
             f'"timestamp":"2026-01-01T00:00:00.000000Z"}}]}}').encode(), (), BOOK))
-    return Looper(restore, stream, trade_id=top + 1, trade_share=share)
+    return Looper(restore, stream, trade_id=top + 1, trade_share=share,
+                  time_shift=_time_shift(stream, 1_000_000), time_text=_kraken_text)
 
 
 # ---- Coinbase Advanced Trade -------------------------------------------------------------------
@@ -344,8 +390,8 @@ def _binanceus(server: ReplayServer, session: Any, recorded: dict[int, Sequence[
     stream, top, first_u, last_u = [], 0, None, None
     for i, kind, frame in _sent_frames(recorded, start, len(rep.frames), kind_of):
         if kind == TRADE:
-            t = _template(frame, [(_BN_TRADE, _TRADE_ID)], TRADE)
-            top = max([top, *t.values])
+            t = _template(frame, [(_BN_TRADE, _TRADE_ID), (_BN_TIME, _TIME)], TRADE)
+            top = max([top, *(v for slot, v in zip(t.slots, t.values) if slot == _TRADE_ID)])
         else:
             t = _template(frame, [(_BN_U, _UID)], BOOK)
             apply(data[i]["b"], data[i]["a"])
@@ -364,7 +410,7 @@ def _binanceus(server: ReplayServer, session: Any, recorded: dict[int, Sequence[
     restore = [_template(frame, [(_BN_U, _UID)], BOOK)]
     # pass p: restore at first_u - 1 + p*step, the stream at its ids + p*step: continuous.
     return Looper(restore, stream, trade_id=top + 1, uid_step=last_u - first_u + 2,
-                  trade_share=share)
+                  trade_share=share, time_shift=_time_shift(stream, 1_000))
 
 
 _BUILDERS = {"kraken": _kraken, "coinbase": _coinbase, "binanceus": _binanceus}
