@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alphapulse.exchanges import _wsframes
-from alphapulse.exchanges._wsframes import dispatch_frames, slice_frames
+from alphapulse.exchanges._wsframes import (HEAD_PARTIAL, NOT_SIMPLE, dispatch_frames, simple_missing,
+                                            slice_frames)
 
 
 def _frame(payload: bytes, first: int = 0x81, masked: bool = False, long64: bool = False) -> bytes:
@@ -138,8 +139,22 @@ def test_takes_exactly_the_leading_complete_simple_frames(frames: list, cut: int
     assert [is_text for is_text, _ in sliced] == simple[:len(sliced)]
 
 
+def test_simple_missing_counts_what_is_still_to_come() -> None:
+    small, big = _frame(b"x" * 100), _frame(b"y" * 300)          # 2- and 4-byte headers
+    assert simple_missing(small, -1) == simple_missing(big, -1) == 0
+    assert simple_missing(small[:50], -1) == len(small) - 50
+    assert simple_missing(big[:4], -1) == 300
+    assert simple_missing(small[:1], -1) == simple_missing(big[:3], -1) == HEAD_PARTIAL
+    for other in (b"", _frame(b"p", 0x89), _frame(b"f", 0x01), _frame(b"m", masked=True),
+                  _frame(b"l", long64=True)[:5]):
+        assert simple_missing(other, -1) == NOT_SIMPLE
+    assert simple_missing(big[:10], 299) == NOT_SIMPLE                 # over the size limit
+    assert simple_missing(big[:10], 300) == len(big) - 10
+
+
 def test_stub_names_what_the_module_offers() -> None:
     stub = ast.parse(Path(_wsframes.__file__).with_name("_wsframes.pyi").read_text())
     names = {n.name for n in stub.body if isinstance(n, ast.FunctionDef)}
+    names |= {n.target.id for n in stub.body if isinstance(n, ast.AnnAssign)}  # type: ignore[union-attr]
     assert names == {n for n in dir(_wsframes) if not n.startswith("_")} == {
-        "dispatch_frames", "slice_frames"}
+        "dispatch_frames", "slice_frames", "simple_missing", "NOT_SIMPLE", "HEAD_PARTIAL"}

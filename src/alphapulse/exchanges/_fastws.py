@@ -45,7 +45,7 @@ from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.frames import BINARY, CONT, TEXT, CloseCode, Frame
 from websockets.protocol import Protocol, State
 
-from ._wsframes import dispatch_frames, slice_frames
+from ._wsframes import HEAD_PARTIAL, dispatch_frames, simple_missing, slice_frames
 
 __all__ = ["FAST", "FastClientConnection", "FastClientProtocol", "FrameHandler"]
 
@@ -77,41 +77,17 @@ class _FastFrames(Protocol):
         del buf[:taken]
         return True
 
+    def _simple_missing(self) -> int:
+        """``_wsframes.simple_missing`` of the buffer, at this connection's size limit."""
+        limit = self.max_message_size
+        return simple_missing(self.reader.buffer, -1 if limit is None else limit)
+
     def _waiting_for_simple(self) -> bool:
         """The buffer starts with a simple frame, within the size limit, not complete yet."""
-        buf = self.reader.buffer
-        n = len(buf)
-        if (n == 0 or self.reader.eof or self.extensions or self.current_size is not None
-                or (buf[0] != 0x81 and buf[0] != 0x82)):
+        if self.reader.eof or self.extensions or self.current_size is not None:
             return False
-        if n < 2:
-            return True
-        length = buf[1]
-        if length > 126:                        # masked, or a 64-bit length: websockets' path
-            return False
-        header = 2
-        if length == 126:
-            if n < 4:
-                return True
-            length, header = (buf[2] << 8) | buf[3], 4
-        limit = self.max_message_size
-        if limit is not None and length > limit:
-            return False                        # websockets' path raises PayloadTooBig
-        return header + length > n
-
-    def simple_bytes_missing(self) -> int:
-        """While :attr:`awaiting_simple`: the bytes that complete the frame at the head of the
-        buffer (0 while its length is not buffered yet)."""
-        buf = self.reader.buffer
-        n = len(buf)
-        if n < 2:
-            return 0
-        length, header = buf[1], 2
-        if length == 126:
-            if n < 4:
-                return 0
-            length, header = (buf[2] << 8) | buf[3], 4
-        return header + length - n
+        missing = self._simple_missing()
+        return missing > 0 or missing == HEAD_PARTIAL
 
     def parse(self) -> Generator[None]:
         # The structure and error handling of websockets' Protocol.parse, with the fast loop
@@ -234,8 +210,8 @@ class FastClientConnection(ClientConnection, asyncio.BufferedProtocol):
             if buf:
                 # The last read ended inside a simple frame (large writes rarely end on a
                 # frame boundary): complete it from this read and hand it over first.
-                need = protocol.simple_bytes_missing()
-                if need <= 0 or need > len(data):
+                need = protocol._simple_missing()
+                if need <= 0 or need > len(data):        # its length not known yet: rare
                     super().data_received(data)
                     return
                 buf += data[:need]

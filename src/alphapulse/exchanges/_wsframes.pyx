@@ -1,6 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Compiled frame slicing for the collectors' WebSocket reads: every complete *simple* frame at
-the head of a buffer, handed to a handler (direct dispatch) or returned as a list.
+the head of a buffer, handed to a handler (direct dispatch) or returned as a list, and how much
+of an incomplete one is still to come.
 
 A simple frame is what exchange feeds send almost exclusively: final, unmasked, text or
 binary, no RSV bits, a 7- or 16-bit length, within the size limit.  Both scans stop at the
@@ -13,25 +14,61 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
 
-cdef inline Py_ssize_t _payload_at(const unsigned char *p, Py_ssize_t n, Py_ssize_t pos,
+cdef enum:
+    _NOT_SIMPLE = -1        # no simple frame starts here (or one over the size limit)
+    _HEAD_PARTIAL = -2      # a simple frame starts here, its length not all in yet
+
+NOT_SIMPLE = _NOT_SIMPLE
+HEAD_PARTIAL = _HEAD_PARTIAL
+
+
+cdef inline Py_ssize_t _frame_head(const unsigned char *p, Py_ssize_t n, Py_ssize_t pos,
                                    Py_ssize_t limit, Py_ssize_t *length) noexcept nogil:
-    """The payload's offset if a complete simple frame starts at ``pos`` (its size in
-    ``length``), else -1."""
+    """The payload's offset of the simple frame starting at ``pos`` (its size in ``length``;
+    the payload may not be all in), _NOT_SIMPLE or _HEAD_PARTIAL."""
     cdef Py_ssize_t size, start
-    if n - pos < 2 or (p[pos] != 0x81 and p[pos] != 0x82):   # FIN + text/binary, no RSV
-        return -1
+    if n - pos < 1 or (p[pos] != 0x81 and p[pos] != 0x82):   # FIN + text/binary, no RSV
+        return _NOT_SIMPLE
+    if n - pos < 2:
+        return _HEAD_PARTIAL
     size = p[pos + 1]
     if size >= 126:                             # bit 7 set = masked: never from a server
-        if size != 126 or n - pos < 4:
-            return -1
+        if size != 126:
+            return _NOT_SIMPLE
+        if n - pos < 4:
+            return _HEAD_PARTIAL
         size = (p[pos + 2] << 8) | p[pos + 3]
         start = pos + 4
     else:
         start = pos + 2
-    if start + size > n or (limit >= 0 and size > limit):
-        return -1
+    if limit >= 0 and size > limit:
+        return _NOT_SIMPLE
     length[0] = size
     return start
+
+
+cdef inline Py_ssize_t _payload_at(const unsigned char *p, Py_ssize_t n, Py_ssize_t pos,
+                                   Py_ssize_t limit, Py_ssize_t *length) noexcept nogil:
+    """The payload's offset if a complete simple frame starts at ``pos`` (its size in
+    ``length``), else -1."""
+    cdef Py_ssize_t start = _frame_head(p, n, pos, limit, length)
+    if start < 0 or start + length[0] > n:
+        return -1
+    return start
+
+
+def simple_missing(object data not None, Py_ssize_t limit):
+    """For the simple frame at the head of ``data``: the bytes still to come (0 when it is
+    complete); NOT_SIMPLE (-1) when ``data`` does not start one (empty, another kind, over
+    ``limit``); HEAD_PARTIAL (-2) while its length is not all in yet."""
+    cdef Py_buffer view
+    cdef Py_ssize_t start, length = 0
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        start = _frame_head(<const unsigned char *>view.buf, view.len, 0, limit, &length)
+        return start if start < 0 else start + length - view.len
+    finally:
+        PyBuffer_Release(&view)
 
 
 def dispatch_frames(object data not None, object handler not None, long long ts_recv,
