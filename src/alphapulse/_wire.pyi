@@ -6,7 +6,8 @@ from alphapulse._book import Delta
 
 NAME_CACHE_MAX: int
 
-def name_cache_size() -> int: ...
+def name_cache_sizes() -> tuple[int, int]: ...
+def decode_names(block: bytes, le: int, ls: int) -> tuple[str, str, str] | None: ...
 def encode_record(
     kind: int, exchange: str, symbol: str, native: str, ts_event: int, ts_recv: int,
     ts_pub: int, payload: bytes,

@@ -51,9 +51,9 @@ cdef bytes _name_block(str exchange, str symbol, str native):
     return <bytes>block
 
 
-def name_cache_size():
-    """Name triples cached (at most ``NAME_CACHE_MAX``)."""
-    return len(_names)
+def name_cache_sizes():
+    """Name blocks cached by the encoder and by the decoder (each at most ``NAME_CACHE_MAX``)."""
+    return len(_names), len(_decoded_names)
 
 
 cdef inline Py_ssize_t _head(unsigned char *p, int kind, bytes block, int64_t ts_event,
@@ -182,20 +182,27 @@ cdef object _new(type cls, tuple fields, tuple values):
     return obj
 
 
-cdef tuple _names_of(const unsigned char *p, Py_ssize_t le, Py_ssize_t ls, Py_ssize_t ln):
-    block = PyBytes_FromStringAndSize(<const char *>p, le + ls + ln)
+cdef tuple _names_of(bytes block, Py_ssize_t le, Py_ssize_t ls):
+    cdef const char *p = PyBytes_AS_STRING(block)
     names = _decoded_names.get(block)
     if names is None:
         try:
-            names = (PyUnicode_DecodeUTF8(<const char *>p, le, NULL),
-                     PyUnicode_DecodeUTF8(<const char *>p + le, ls, NULL),
-                     PyUnicode_DecodeUTF8(<const char *>p + le + ls, ln, NULL))
+            names = (PyUnicode_DecodeUTF8(p, le, NULL), PyUnicode_DecodeUTF8(p + le, ls, NULL),
+                     PyUnicode_DecodeUTF8(p + le + ls, PyBytes_GET_SIZE(block) - le - ls, NULL))
         except UnicodeDecodeError:
             return None
         if len(_decoded_names) >= NAME_CACHE_MAX:
             _decoded_names.clear()
         _decoded_names[block] = names
     return <tuple>names
+
+
+def decode_names(bytes block not None, Py_ssize_t le, Py_ssize_t ls):
+    """``(exchange, symbol, native)`` of a record's name block (the lengths of the first two
+    given), cached per block; None when the names are not UTF-8."""
+    if le < 0 or ls < 0 or le + ls > PyBytes_GET_SIZE(block):
+        return None
+    return _names_of(block, le, ls)
 
 
 def decode_event(bytes data not None):
@@ -215,7 +222,8 @@ def decode_event(bytes data not None):
     body = HEADER + p[2] + p[3] + p[4]
     if body > n:
         return None
-    names = _names_of(p + HEADER, p[2], p[3], p[4])
+    names = _names_of(PyBytes_FromStringAndSize(<const char *>p + HEADER, p[2] + p[3] + p[4]),
+                      p[2], p[3])
     if names is None:
         return None
     memcpy(&ts_event, p + 5, 8)

@@ -48,8 +48,8 @@ from enum import IntEnum
 from typing import Any, Final, NamedTuple
 
 from ._book import Delta
-from ._wire import NAME_CACHE_MAX
 from ._wire import decode_event as _decode_event
+from ._wire import decode_names as _decode_names
 from ._wire import encode_book as _encode_book
 from ._wire import encode_record as _encode_record
 from ._wire import encode_trade as _encode_trade
@@ -161,23 +161,17 @@ _snapshot = fast_constructor(BookSnapshot)
 use_event_classes(BookUpdate, BookSnapshot, Trade)
 
 
-# --- name blocks (decoding; the encoder's cache is in _wire) ------------------------------------
-
-_DEC_NAMES: dict[bytes, tuple[str, str, str]] = {}
-_NAME_CACHE_MAX = NAME_CACHE_MAX
-
+# --- name blocks (both caches live in _wire) ---------------------------------------------------
 
 def _split_names(block: bytes, le: int, ls: int) -> tuple[str, str, str]:
-    names = _DEC_NAMES.get(block)
+    names = _decode_names(block, le, ls)       # None only when a name is not UTF-8
     if names is None:
         try:
-            names = (block[:le].decode(), block[le:le + ls].decode(), block[le + ls:].decode())
+            for part in (block[:le], block[le:le + ls], block[le + ls:]):
+                part.decode()
         except UnicodeDecodeError as exc:
             raise ProtocolError("wire_format", f"names are not UTF-8: {exc}") from None
-        if len(_DEC_NAMES) >= _NAME_CACHE_MAX:
-            _DEC_NAMES.clear()
-        _DEC_NAMES[block] = names
-    return names
+    return names  # type: ignore[return-value]
 
 
 # --- encoding ----------------------------------------------------------------------------------

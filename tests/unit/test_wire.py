@@ -222,6 +222,18 @@ def test_malformed_records_raise_protocol_error(mutate, match) -> None:  # type:
     assert info.value.reason == "wire_format"
 
 
+@pytest.mark.parametrize("record", [
+    wire.encode(Trade("kraken", "BTC-USD", "BTC/USD", "1.5", "2", "buy", "7", 1, 2), 3),
+    wire.encode(Gap("kraken", "BTC-USD", "checksum", "", -1, 2), 3),
+])
+def test_names_that_are_not_utf8_are_a_wire_format_error(record: bytes) -> None:
+    bad = record[:29] + b"\xff" + record[30:]          # the exchange name's first byte
+    with pytest.raises(ProtocolError, match="names are not UTF-8") as info:
+        wire.decode(bad)
+    assert info.value.reason == "wire_format"
+    assert _wire.decode_names(bad[29:29 + 20], 6, 7) is None
+
+
 def test_book_flag_mismatch_and_bad_delta() -> None:
     snap = Delta([("bid", "1", "1")], sequence=1, is_snapshot=True, price_precision=0,
                  size_precision=0)
@@ -243,8 +255,9 @@ def test_random_bytes_never_crash(data: bytes) -> None:
 
 
 def test_name_caches_are_bounded() -> None:
-    for i in range(wire._NAME_CACHE_MAX + 10):
+    for i in range(_wire.NAME_CACHE_MAX + 10):
         g = Gap("x", f"S{i}", "r", "", -1, 0)
         assert wire.decode(wire.encode(g, 0)) == g
-    assert _wire.name_cache_size() <= _wire.NAME_CACHE_MAX
-    assert len(wire._DEC_NAMES) <= wire._NAME_CACHE_MAX
+    encoded, decoded = _wire.name_cache_sizes()
+    assert encoded <= _wire.NAME_CACHE_MAX
+    assert decoded <= _wire.NAME_CACHE_MAX
