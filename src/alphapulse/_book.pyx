@@ -55,6 +55,14 @@ def _restore_book(symbol, price_precision, size_precision, exchange, depth, data
     return book
 
 
+cdef inline void _top(OrderBook book, int64_t *t) noexcept:
+    """Best bid key and size, best ask key and size (asks keyed negated), 0 for an empty side:
+    what ``bbo()`` reports and ``apply_delta_top`` compares."""
+    t[0] = t[1] = t[2] = t[3] = 0
+    ap_side_best(&book.side[0], &t[0], &t[1])
+    ap_side_best(&book.side[1], &t[2], &t[3])
+
+
 cdef class OrderBook:
     """An exact L2 order book for one instrument.
 
@@ -333,15 +341,14 @@ cdef class OrderBook:
         """``apply_delta(delta)``, then the new ``bbo()`` if the delta changed the top of book
         (a best price or size on either side), else None.  For mirrors that act only on top
         changes: the common delta below the top builds no tuple."""
-        cdef int64_t bk = 0, bz = 0, ak = 0, az = 0, nbk = 0, nbz = 0, nak = 0, naz = 0
-        ap_side_best(&self.side[0], &bk, &bz)
-        ap_side_best(&self.side[1], &ak, &az)
+        cdef int64_t before[4]
+        cdef int64_t after[4]
+        _top(self, before)
         self._apply_delta(delta)
-        ap_side_best(&self.side[0], &nbk, &nbz)
-        ap_side_best(&self.side[1], &nak, &naz)
-        if nbk == bk and nbz == bz and nak == ak and naz == az:
+        _top(self, after)
+        if memcmp(before, after, sizeof(before)) == 0:
             return None
-        return (nbk, nbz, -nak, naz)
+        return (after[0], after[1], -after[2], after[3])
 
     cdef int _apply_delta(self, Delta delta) except -1:
         cdef Py_ssize_t i
@@ -402,10 +409,9 @@ cdef class OrderBook:
     def bbo(self):
         """``(bid_price, bid_size, ask_price, ask_size)`` as scaled ints (0 for an empty side):
         the cheapest top-of-book read, no strings."""
-        cdef int64_t bk = 0, bz = 0, ak = 0, az = 0
-        ap_side_best(&self.side[0], &bk, &bz)
-        ap_side_best(&self.side[1], &ak, &az)
-        return (bk, bz, -ak, az)
+        cdef int64_t t[4]
+        _top(self, t)
+        return (t[0], t[1], -t[2], t[3])
 
     def spread(self):
         """Best ask minus best bid as a price string (negative when crossed), or None."""
