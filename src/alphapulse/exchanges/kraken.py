@@ -44,7 +44,8 @@ except ImportError as exc:
 # Test-oracle switch, not a fallback: setting ``_apply_v2`` / ``_apply_v1`` / ``_scan_trade``
 # to None (the unit tests monkeypatch them) routes the same frames through the pure-Python
 # paths (``KrakenV2Mixin.fast_update``, the decoded v1 path, the decoded trade path), so both
-# are checked against each other.  ``_scan`` / ``_scan_v1`` (the scanners alone) are exported for the scanner tests.
+# are checked against each other.  ``_scan`` / ``_scan_v1`` (the scanners alone) are exported
+# for the scanner tests.
 if make_book_update is BookUpdate:      # the events changed shape: the C event builder is off
     _apply_v2 = _apply_v1 = None
 

@@ -58,6 +58,12 @@ class _Template:
     kind: int                      # BOOK / TRADE
     trades: int                    # trades in the frame
 
+    @property
+    def top_trade_id(self) -> int:
+        """The highest trade id in the frame (0 without one)."""
+        return max((v for slot, v in zip(self.slots, self.values) if slot == _TRADE_ID),
+                   default=0)
+
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
@@ -273,7 +279,7 @@ def _kraken(server: ReplayServer, session: Session, recorded: dict[int, Sequence
         if kind == TRADE:
             t = _template(frame, [(_KR_TRADE, _TRADE_ID), (_KR_TIME, _TIME, _kraken_us)], TRADE,
                           frame.count(b'"trade_id"'))
-            top = max([top, *(v for slot, v in zip(t.slots, t.values) if slot == _TRADE_ID)])
+            top = max(top, t.top_trade_id)
             stream.append(t)
         else:
             stream.append(_template(frame, (), BOOK))
@@ -325,7 +331,7 @@ def _coinbase(server: ReplayServer, session: Any, recorded: dict[int, Sequence[b
         if kind == TRADE:
             n = sum(len(e.get("trades") or ()) for e in parsed[i].get("events") or ())
             t = _template(frame, [(_CB_SEQ, _SEQ), (_CB_TRADE, _TRADE_ID)], TRADE, n)
-            top = max([top, *(v for s, v in zip(t.slots, t.values) if s == _TRADE_ID)])
+            top = max(top, t.top_trade_id)
             stream.append(t)
         else:
             stream.append(_template(frame, [(_CB_SEQ, _SEQ)], BOOK))
@@ -391,7 +397,7 @@ def _binanceus(server: ReplayServer, session: Any, recorded: dict[int, Sequence[
     for i, kind, frame in _sent_frames(recorded, start, len(rep.frames), kind_of):
         if kind == TRADE:
             t = _template(frame, [(_BN_TRADE, _TRADE_ID), (_BN_TIME, _TIME)], TRADE)
-            top = max([top, *(v for slot, v in zip(t.slots, t.values) if slot == _TRADE_ID)])
+            top = max(top, t.top_trade_id)
         else:
             t = _template(frame, [(_BN_U, _UID)], BOOK)
             apply(data[i]["b"], data[i]["a"])
