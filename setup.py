@@ -41,7 +41,7 @@ def extension(name: str) -> Extension:
 setup(
     ext_modules=cythonize(
         [extension("_ring"), extension("_book"), extension("_wire"), extension("exchanges._hotpath"),
-         extension("exchanges._scan"), extension("exchanges._wsframes")],
+         extension("exchanges._scan"), extension("exchanges._wsframes"), extension("server._dispatch")],
         compiler_directives={
             "language_level": 3,
             "embedsignature": True,

@@ -4,14 +4,25 @@ from __future__ import annotations
 import json
 import re
 import time
+from bisect import bisect_left
 from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from alphapulse.events import BookSnapshot, BookUpdate, Gap, Rejected, Trade
-from alphapulse.server.metrics import FAMILY_NAMES, PROCESS_FAMILY_NAMES, Metrics
+from alphapulse.server._dispatch import LatencyTally
+from alphapulse.server.metrics import (
+    FAMILY_NAMES,
+    LATENCY_BUCKETS,
+    PROCESS_FAMILY_NAMES,
+    Metrics,
+)
 
+_LATENCY_BOUNDS_NS = tuple(round(b * 1e9) for b in LATENCY_BUCKETS)
 DASHBOARD = Path(__file__).resolve().parents[2] / "grafana" / "alphapulse-dashboard.json"
 
 
@@ -191,3 +202,36 @@ def test_gc_pauses_and_frozen_objects_exported() -> None:
         assert _samples(metrics)[("alphapulse_gc_frozen_objects", ())] == frozen
     finally:
         gc.unfreeze()
+
+
+@settings(max_examples=300, deadline=None)
+@given(ages=st.lists(st.one_of(
+    st.integers(-10**6, 2 * 10**9),
+    # just under a bound: with the call's own span the value straddles it
+    st.builds(lambda bound, under: bound - under, st.sampled_from(_LATENCY_BOUNDS_NS),
+              st.integers(0, 3000))), min_size=1, max_size=20))
+def test_latency_tally_buckets_like_bisect(ages: list[int]) -> None:
+    """The compiled tally puts a value equal to a bound in that bound's bucket (Prometheus'
+    ``le``), a negative one (clock step) in the first, and sums the values: the Python
+    ``bisect_left`` reference, with ``now`` frozen so the expected ages are exact."""
+    updates: dict[tuple[str, ...], list[int]] = {}
+    other: list[object] = []
+    tally = LatencyTally(_LATENCY_BOUNDS_NS, updates, {}, lambda: [0] * (len(_LATENCY_BOUNDS_NS) + 2),
+                         other.append)
+    expected = [0] * (len(_LATENCY_BOUNDS_NS) + 2)
+    for age in ages:
+        now = time.time_ns()
+        event = BookUpdate("kraken", "BTC-USD", "BTC/USD", None, 0, now - age)  # type: ignore[arg-type]
+        before = time.time_ns()
+        tally.on_event(event)
+        spent = time.time_ns() - before
+        series = updates[("kraken", "BTC-USD")]
+        # The tally read its clock after ``now``: the value is age + d, 0 <= d <= the call's span.
+        got = series[-1] - expected[-1]
+        lo = max(0, age + (before - now))
+        assert lo <= got <= max(0, age + (before - now) + spent)
+        expected[bisect_left(_LATENCY_BOUNDS_NS, got)] += 1
+        expected[-1] += got
+        assert series == expected
+    tally.on_event(Gap("kraken", "", "reconnect", "", -1, 1))
+    assert len(other) == 1 and sum(series[:-1]) == len(ages)

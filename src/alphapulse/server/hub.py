@@ -1,5 +1,5 @@
 """The hub: every Event from the collectors (or from Redis, or from the collector process's ring)
-goes through :meth:`Hub.publish`, which hands it to each subscriber in turn.
+goes through :attr:`Hub.publish`, which hands it to each subscriber in turn.
 
 Subscribers are objects with ``on_event(event)``.  They run synchronously on the event loop,
 in the collector's read loop, so none of them may block or await: the trade store appends, the
@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from .._book import OrderBook
 from ..errors import SequenceError
 from ..events import BookSnapshot, BookUpdate, Gap
+from ._dispatch import Dispatch
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,13 @@ class Hub:
 
     def __init__(self) -> None:
         self._subscribers: list[tuple[Subscriber, tuple[type, ...] | None]] = []
-        # event class -> the callbacks that want it, in order (built on first use).
-        self._routes: dict[type, tuple[Callable[[Any], None], ...]] = {}
         self.errors: dict[str, int] = {}
+        # The per-event loop is compiled (``_dispatch``); it keeps, per event class, the
+        # callbacks that want it, built on first use by ``_route``.
+        self._dispatch = Dispatch(self._route, self._failed)
+        self._routes = self._dispatch.routes
+        #: The collectors' sink: hand an event to every subscriber that wants it.
+        self.publish: Callable[[Any], None] = self._dispatch.publish
 
     def subscribe(self, subscriber: Subscriber, types: tuple[type, ...] | None = None) -> None:
         """Add a subscriber; it sees every event published from now on (only instances of
@@ -50,25 +55,17 @@ class Hub:
     def subscribers(self) -> tuple[Subscriber, ...]:
         return tuple(s for s, _ in self._subscribers)
 
-    def publish(self, event: Any) -> None:
-        """The collectors' sink: hand ``event`` to every subscriber that wants it."""
-        callbacks = self._routes.get(type(event))
-        if callbacks is None:
-            callbacks = self._route(type(event))
-        for callback in callbacks:
-            try:
-                callback(event)
-            except Exception as exc:   # one broken subscriber must not stop the feed
-                name = f"{type(callback.__self__).__name__}:{type(exc).__name__}"  # type: ignore[attr-defined]
-                seen = self.errors.get(name, 0)
-                self.errors[name] = seen + 1
-                if seen == 0:
-                    log.exception("hub subscriber %s failed (logged once per kind)", name)
-
     def _route(self, cls: type) -> tuple[Callable[[Any], None], ...]:
         callbacks = self._routes[cls] = tuple(
             s.on_event for s, types in self._subscribers if types is None or issubclass(cls, types))
         return callbacks
+
+    def _failed(self, callback: Callable[[Any], None], exc: Exception) -> None:
+        name = f"{type(callback.__self__).__name__}:{type(exc).__name__}"  # type: ignore[attr-defined]
+        seen = self.errors.get(name, 0)
+        self.errors[name] = seen + 1
+        if seen == 0:
+            log.error("hub subscriber %s failed (logged once per kind)", name, exc_info=exc)
 
 
 class BookMirror:

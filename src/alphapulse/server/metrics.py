@@ -37,6 +37,7 @@ from prometheus_client.utils import floatToGoString
 from prometheus_client.registry import Collector
 
 from ..events import BookSnapshot, BookUpdate, Gap, Rejected, Trade
+from ._dispatch import LatencyTally
 from .gcpause import GcCollector
 
 # Frame receipt -> publication is a few microseconds on the fast path and can reach
@@ -298,39 +299,25 @@ class Metrics:
             r.register(GcCollector())
 
         # Hot path: per (exchange, symbol), the processing-latency bucket counts of its book
-        # updates and of its trades, one list each: an event is one lookup, one bisect and two
-        # list updates.  The counters are those lists' totals, added to the Counter families at
-        # scrape time (``Counter.inc`` takes a lock and costs ~1 µs).
+        # updates and of its trades, one list each (see ``on_event``).  The counters are those
+        # lists' totals, added to the Counter families at scrape time (``Counter.inc`` takes a
+        # lock and costs ~1 µs).
         latency = self.processing_latency
-        self._bounds_ns = latency.bounds_ns
         self._updates = latency.group()
         self._trades = latency.group()
+        self.on_event = LatencyTally(latency.bounds_ns, self._updates, self._trades,
+                                     latency.new_series, self._count_other).on_event
         self._flushed: dict[tuple[str, str, str], int] = {}
         self._seen_snapshot: set[tuple[str, str]] = set()
 
     # --- hot path ---------------------------------------------------------------------------
 
-    def on_event(self, event: Any) -> None:
-        """Count one collector event and record its frame-receipt-to-publication time (a hub
-        subscriber, never blocks; the server registers it last, so the time covers every
-        other subscriber's work)."""
-        kind = type(event)
-        if kind is BookUpdate:
-            group = self._updates
-        elif kind is Trade:
-            group = self._trades
-        else:
-            self._count_other(event)
-            return
-        key = (event.exchange, event.symbol)
-        series = group.get(key)
-        if series is None:
-            series = group[key] = self.processing_latency.new_series()
-        value = time.time_ns() - event.ts_recv
-        if value < 0:
-            value = 0
-        series[bisect_left(self._bounds_ns, value)] += 1
-        series[-1] += value
+    #: Count one collector event and record its frame-receipt-to-publication time (a hub
+    #: subscriber, never blocks; the server registers it last, so the time covers every other
+    #: subscriber's work).  Compiled (``_dispatch.LatencyTally``): a BookUpdate or Trade is one
+    #: lookup, a clock read, a bucket search and two list updates; anything else goes to
+    #: ``_count_other``.
+    on_event: Callable[[Any], None]
 
     def _count_other(self, event: Any) -> None:
         ts_recv = getattr(event, "ts_recv", 0)
