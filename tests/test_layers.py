@@ -14,7 +14,7 @@ LAYERS: dict[str, int] = {
     "_ring": 1, "_book": 1, "_wire": 1,
     "ring": 2, "book": 2, "events": 2, "wire": 2, "symbols": 2,
     "exchanges": 3, "capture": 3, "replay": 3, "verify": 3,
-    "consolidated": 3, "arbitrage": 3, "feed": 3,
+    "consolidated": 3, "_venue_quote": 3, "arbitrage": 3, "feed": 3,
     "server": 4, "cli": 4, "client": 4, "__init__": 3,
 }
 SERVER_ONLY = ("starlette", "uvicorn", "prometheus_client", "redis")
