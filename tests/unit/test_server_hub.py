@@ -6,7 +6,7 @@ import pytest
 from alphapulse import OrderBook
 from alphapulse.events import BookSnapshot, BookUpdate, Gap, Rejected, Trade
 from alphapulse.server.hub import BookMirror, Hub
-from alphapulse.server.redis_streams import _Stream
+from alphapulse.server._redis_writer import _Stream
 from alphapulse.server.split import decode_event, encode_event
 
 

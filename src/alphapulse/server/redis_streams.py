@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from ._redis_keys import book_key, trades_key
 from ._redis_reader import RedisReader, decode_entry
-from ._redis_writer import RedisWriter, _Stream
+from ._redis_writer import RedisWriter
 
-# _Stream too: tests/unit/test_server_hub.py drives the id allocator through this module.
-__all__ = ["RedisReader", "RedisWriter", "_Stream", "book_key", "decode_entry", "trades_key"]
+__all__ = ["RedisReader", "RedisWriter", "book_key", "decode_entry", "trades_key"]
