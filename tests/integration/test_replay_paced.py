@@ -9,9 +9,13 @@ to the asked trade share.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +35,23 @@ def _end_book(exchange: str, path: Path) -> OrderBook:
     for frame in read_frames(path):
         parser.feed(frame, 1)
     return parser.books["BTC-USD"]
+
+
+@contextlib.asynccontextmanager
+async def _looping_collector(exchange: str, server: Any) -> AsyncIterator[Any]:
+    """A collector on ``server`` whose session has reached the looped phase (first pass sent)."""
+    collector = get_collector(exchange)(["BTC-USD"], url=server.ws_url, rest_url=server.rest_url)
+    task = asyncio.create_task(collector.run())
+    try:
+        for _ in range(400):
+            if server.looping:
+                break
+            await asyncio.sleep(0.05)
+        assert server.looping == 1, server.error
+        yield collector
+    finally:
+        await collector.stop()
+        task.cancel()
 
 
 def _worst_step_back(times: list[int]) -> int:
@@ -102,26 +123,15 @@ async def test_pass_boundary_restores_the_capture_end_state(exchange: str,
 
     path = fixtures_dir / "generated" / f"{CAPTURES[exchange]}.jsonl"
     truth = _end_book(exchange, path)
-    async with paced(exchange, [path]) as server:
-        collector = get_collector(exchange)(["BTC-USD"], url=server.ws_url,
-                                            rest_url=server.rest_url)
-        task = asyncio.create_task(collector.run())
-        try:
-            for _ in range(400):
-                if server.looping:
-                    break
-                await asyncio.sleep(0.05)
-            assert server.looping == 1, server.error
-            (session,) = server.sessions
-            for _ in range(200):                    # the collector has read the whole pass
-                book = collector.books.get("BTC-USD")
-                if book is not None and book == truth:
-                    break
-                await asyncio.sleep(0.05)
-            end = collector.books["BTC-USD"].copy()
-        finally:
-            await collector.stop()
-            task.cancel()
+    async with paced(exchange, [path]) as server, \
+            _looping_collector(exchange, server) as collector:
+        (session,) = server.sessions
+        for _ in range(200):                        # the collector has read the whole pass
+            book = collector.books.get("BTC-USD")
+            if book is not None and book == truth:
+                break
+            await asyncio.sleep(0.05)
+        end = collector.books["BTC-USD"].copy()
     assert end == truth
     # Offline: render two passes and feed them to a parser already at the end state.
     parser = collector.parser
@@ -148,3 +158,29 @@ async def test_rate_control_over_http(fixtures_dir: Path) -> None:
         assert stats["rate"] == 1234 and stats["frames"] == 0 and stats["cpu_s"] > 0
         with pytest.raises(urllib.error.HTTPError):
             await asyncio.to_thread(get, "rate?msgs=-1")
+
+
+def test_sub_millisecond_tick_on_uvloop_sleeps_a_millisecond(fixtures_dir: Path) -> None:
+    """uvloop rounds timers to the nearest millisecond: a 0.5 ms sleep there would be none and
+    the driver would spin, taking the CPU from the server it loads.  The paced process runs on
+    uvloop (``main``), so its ticks must still be whole-millisecond sleeps: at most ~1,000/s."""
+    from alphapulse.replay.paced import _loop_factory
+
+    path = fixtures_dir / "generated" / "kraken-clean.jsonl"
+
+    async def run() -> dict:
+        async with paced("kraken", [path], tick=0.0005) as server, \
+                _looping_collector("kraken", server):
+            server.rate = 5_000
+            await asyncio.sleep(0.2)
+            before, t0 = dict(server.counters), time.monotonic()
+            await asyncio.sleep(1.0)
+            after, t1 = dict(server.counters), time.monotonic()
+        return {k: (after[k] - before[k]) / (t1 - t0) for k in ("ticks", "frames")}
+
+    factory = _loop_factory("uvloop")
+    assert factory is not None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        rates = runner.run(run())
+    assert 300 < rates["ticks"] < 1_050, rates
+    assert 4_000 < rates["frames"] < 6_000, rates
