@@ -24,12 +24,21 @@ and the host's steal time.  A second table splits the latency: server (receipt -
 parse, book, checksum, route), wake (ts_pub -> the strategy has the record: encode, ring or
 socket, wake-up or spin) and strategy (decode + mirror apply).
 
-Frames are released in 1 ms batches at the given rate (exchange traffic is bursty too); each
-event's latency runs from its own ts_recv, so queueing inside a burst counts.  Prints markdown.
+``--arrivals``: when the publisher releases frame k.  ``jitter`` (default): at a uniformly random
+instant of its own 1/rate slot, so frames come at random phases, as from a network.  ``paced``: at
+exactly start + k/rate, phase-locked to the clock; on a VM whose host interrupts each vCPU every
+millisecond (20-50 µs, see benchmarks/feed_tail.py) the run's random start phase then decides
+whether every frame or none meets that interrupt, and p99 swings between runs.  Each event's
+latency runs from its own ts_recv, so queueing behind an earlier frame counts.
+
+The strategy records into a preallocated, pre-touched array: appending tuples would allocate per
+delta and so add page faults and garbage collections to the process being measured.  Prints
+markdown.
 """
 from __future__ import annotations
 
 import argparse
+import array
 import math
 import multiprocessing
 import os
@@ -50,8 +59,18 @@ CHANNELS = ["book:kraken:BTC-USD", "trades:kraken:BTC-USD"]
 
 # --- the publisher process -------------------------------------------------------------------
 
+def release_times(rate: int, seconds: float, arrivals: str, seed: int) -> np.ndarray:
+    """Frame k's release time in seconds from the start (see ``--arrivals``)."""
+    slots = np.arange(int(rate * seconds), dtype=np.float64)
+    if arrivals == "jitter":
+        slots += np.random.default_rng(seed).random(len(slots))
+    elif arrivals != "paced":
+        raise ValueError(f"unknown arrivals {arrivals!r}")
+    return slots / rate
+
+
 def publisher(transport: str, directory: str, rate: int, seconds: float, conn: Any,
-              pin: bool = False) -> None:
+              pin: bool = False, arrivals: str = "jitter", seed: int = 0) -> None:
     if pin:     # the server's core; the strategy takes the other one
         os.sched_setaffinity(0, {0})
     from alphapulse import wire
@@ -93,27 +112,24 @@ def publisher(transport: str, directory: str, rate: int, seconds: float, conn: A
     while not conn.poll():
         poll(0.005)
     conn.recv()   # "go": the strategy is attached
-    per_ms = rate / 1000.0
+    due = release_times(rate, seconds, arrivals, seed).tolist()
     start = time.perf_counter()
-    end = start + seconds
     sent = 0
     i = 0
     clock = time.time_ns
-    while True:
-        now = time.perf_counter()
-        if now >= end:
-            break
-        due = int((now - start) * 1000 * per_ms) + 1
-        while sent < due:
+    while sent < len(due):
+        now = time.perf_counter() - start
+        while sent < len(due) and due[sent] <= now:
             if i == len(frames):
                 feed, i = new_parser(), 0
             feed(frames[i], clock())
             i += 1
             sent += 1
         poll(0.0)
-        left = start + sent / rate - time.perf_counter()
-        if left > 0:
-            time.sleep(left)
+        if sent < len(due):
+            left = due[sent] - (time.perf_counter() - start)
+            if left > 0:
+                time.sleep(left)
     conn.send(("done", sent))
     conn.recv()
     if pub is not None:
@@ -149,8 +165,24 @@ def _steal() -> tuple[int, int]:
     return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
 
 
+class _Rows:
+    """Per-delta rows of four int64 stamps, stored in place in a preallocated buffer."""
+
+    def __init__(self, capacity: int) -> None:
+        self._buf = array.array("q", bytes(32 * capacity))   # copied in: every page touched
+        self.n = 0
+
+    def add(self, ts_recv: int, ts_pub: int, t_read: int, t_done: int) -> None:
+        buf, i = self._buf, 4 * self.n
+        buf[i], buf[i + 1], buf[i + 2], buf[i + 3] = ts_recv, ts_pub, t_read, t_done
+        self.n += 1
+
+    def array(self) -> np.ndarray:
+        return np.frombuffer(self._buf, dtype=np.int64, count=4 * self.n).reshape(-1, 4).copy()
+
+
 def run(transport: str, rate: int, seconds: float, spin_us: float,
-        pin: bool = False) -> dict[str, Any]:
+        pin: bool = False, arrivals: str = "jitter", seed: int = 0) -> dict[str, Any]:
     """Per book delta, in ns: ``total`` frame receipt -> strategy (mirror updated), ``server``
     receipt -> publication (ts_pub), ``wake`` publication -> record read by the strategy,
     ``local`` read -> decoded and applied; plus ``cpu`` (strategy CPU share) and ``steal``."""
@@ -161,14 +193,14 @@ def run(transport: str, rate: int, seconds: float, spin_us: float,
     ctx = multiprocessing.get_context("spawn")
     directory = tempfile.mkdtemp(prefix="ap-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=publisher, args=(transport, directory, rate, seconds, child, pin),
-                       daemon=True)
+    proc = ctx.Process(target=publisher, daemon=True,
+                       args=(transport, directory, rate, seconds, child, pin, arrivals, seed))
     proc.start()
     if pin:
         os.sched_setaffinity(0, {1})
     assert parent.recv() == "ready"
-    rows: list[tuple[int, int, int, int]] = []
-    append, clock = rows.append, time.time_ns
+    rows = _Rows(int(rate * seconds * 4) + 1024)   # a frame holds one or two book deltas
+    append, clock = rows.add, time.time_ns
     cpu0, steal0 = time.process_time(), _steal()
     wall0 = time.monotonic()
     try:
@@ -180,7 +212,7 @@ def run(transport: str, rate: int, seconds: float, spin_us: float,
                 while True:
                     event = nxt(0.2)
                     if type(event) is BookUpdate:
-                        append((event.ts_recv, f.last_ts_pub, stamped.t, clock()))
+                        append(event.ts_recv, f.last_ts_pub, stamped.t, clock())
                     elif event is None and parent.poll():
                         break
                 assert f.stats["overruns"] == 0, "the strategy fell behind"
@@ -203,7 +235,7 @@ def run(transport: str, rate: int, seconds: float, spin_us: float,
                 cls = type(event)
                 if cls is BookUpdate:
                     books[(event.exchange, event.symbol)].apply_delta(event.delta)
-                    append((event.ts_recv, ts_pub(data), t_read, clock()))
+                    append(event.ts_recv, ts_pub(data), t_read, clock())
                 elif cls is BookSnapshot:
                     d = event.delta
                     book = OrderBook(event.symbol, d.price_precision, d.size_precision)
@@ -223,7 +255,7 @@ def run(transport: str, rate: int, seconds: float, spin_us: float,
         shutil.rmtree(directory, ignore_errors=True)
         if pin:
             os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
-    a = np.array(rows, dtype=np.int64).reshape(-1, 4)
+    a = rows.array()
     total_j = max(1, steal1[1] - steal0[1])
     return {"total": a[:, 3] - a[:, 0], "server": a[:, 1] - a[:, 0], "wake": a[:, 2] - a[:, 1],
             "local": a[:, 3] - a[:, 2], "cpu": cpu, "steal": (steal1[0] - steal0[0]) / total_j}
@@ -306,18 +338,21 @@ def main() -> None:
                     help="strategy spin before sleeping, µs, comma-separated ('busy' = BUSY_POLL)")
     ap.add_argument("--pin", action="store_true",
                     help="pin the publisher to CPU 0 and the strategy to CPU 1")
+    ap.add_argument("--arrivals", choices=("jitter", "paced"), default="jitter",
+                    help="frame release times: random phase in each 1/rate slot, or exactly k/rate")
     ap.add_argument("--envelope", action="store_true", help="only the envelope comparison")
     args = ap.parse_args()
     if args.envelope:
         envelope()
         return
     print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f} python={sys.version.split()[0]} "
-          f"pin={args.pin} seconds={args.seconds:g} repeat={args.repeat}")
+          f"pin={args.pin} arrivals={args.arrivals} seconds={args.seconds:g} repeat={args.repeat}")
     main_rows, stage_rows = [], []
     for rate in (int(r) for r in args.rates.split(",")):
         anchor: dict[str, float] = {}
         for transport, spin in [("unix", 0.0)] + [("ring", _spin(x)) for x in args.spin.split(",")]:
-            runs = [run(transport, rate, args.seconds, spin, args.pin) for _ in range(args.repeat)]
+            runs = [run(transport, rate, args.seconds, spin, args.pin, args.arrivals, seed)
+                    for seed in range(args.repeat)]
 
             def med(key: str, q: float) -> float:   # median over the runs of a percentile, µs
                 return statistics.median(float(np.percentile(r[key], q)) for r in runs) / 1000
