@@ -32,8 +32,21 @@ busy and sees a record within a microsecond or so of its publication, if it has 
 itself (the server needs one too: on a 2-core machine that is one spinning strategy at most;
 on a machine without a spare core the spinner is preempted for whole scheduler slices and does
 worse than the default).  While it finds nothing it re-decodes its last record every
-``Feed.warm_us`` (100 µs), which keeps the decode path in the CPU caches between records.  ``benchmarks/feed_latency.py`` measures both modes against a Unix
-socket; ``examples/latency_probe.py [--busy-poll]`` shows what a strategy sees.
+``Feed.warm_us`` (100 µs), which keeps the decode path in the CPU caches between records.
+``benchmarks/feed_latency.py`` measures both modes against a Unix socket;
+``examples/latency_probe.py [--busy-poll]`` shows what a strategy sees.
+
+What sets the busy-poll tail is not the feed's work (~6.5 µs hot, frame to mirror) but the time
+the two CPUs on the path are away: a record waits while the strategy's CPU runs something else,
+and a frame takes longer when the server's CPU is taken while it parses.  On a VM that includes
+the hypervisor: ``benchmarks/feed_tail.py`` measures it, and on the 2-vCPU development VM each
+vCPU is away 3-5% of the time (a host interrupt every 1 ms of ~26 µs, the guest's own 250 Hz
+tick of ~45 µs, host preemption of 0.1-2 ms), which alone puts the p99 frame -> strategy
+above 50 µs there.  For the lowest tail, give the strategy a core of its own and keep everything
+else off it: pin it before attaching (``os.sched_setaffinity(0, {3})``, or ``taskset -c 3
+python strategy.py``) and the server elsewhere (``taskset -c 0-2 ...``), and on a machine you
+control isolate that core from the scheduler and its tick (``isolcpus=3 nohz_full=3`` on the
+kernel command line), on bare metal or a VM with dedicated, pinned vCPUs.
 
 The package: :mod:`.protocol` (the control protocol, shared with the server),
 :mod:`.mirrors` (records -> events, the mirror books), :mod:`.strategy` (:class:`Feed`, and
