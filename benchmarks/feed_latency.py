@@ -14,6 +14,8 @@ record, a blocking recv, same decode and mirror apply): the usual way to do loca
     .venv/bin/python benchmarks/feed_latency.py [--rates 200,2000,20000] [--seconds 3] [--repeat 3]
                                                 [--spin 50,busy] [--pin]
     .venv/bin/python benchmarks/feed_stages.py                # each stage alone, hot and cold
+    .venv/bin/python benchmarks/feed_blame.py                 # why the top 1% are late
+    .venv/bin/python benchmarks/feed_tail.py                  # the machine's floor under it
     .venv/bin/python benchmarks/feed_latency.py --envelope    # the record envelope alone
 
 ``--spin``: the strategy's spin before it sleeps on the futex, µs; ``busy`` is the low-latency
@@ -138,7 +140,7 @@ def publisher(transport: str, directory: str, rate: int, seconds: float, conn: A
 
 # --- the strategy (this process) -------------------------------------------------------------
 
-class _Stamped:
+class Stamped:
     """The feed's ring reader, noting when each record was read (before decode/mirror apply):
     splits the hop into transport/wake-up and strategy work.  Costs ~0.2 µs per read."""
 
@@ -165,7 +167,7 @@ def _steal() -> tuple[int, int]:
     return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
 
 
-class _Rows:
+class Rows:
     """Per-delta rows of four int64 stamps, stored in place in a preallocated buffer."""
 
     def __init__(self, capacity: int) -> None:
@@ -199,14 +201,14 @@ def run(transport: str, rate: int, seconds: float, spin_us: float,
     if pin:
         os.sched_setaffinity(0, {1})
     assert parent.recv() == "ready"
-    rows = _Rows(int(rate * seconds * 4) + 1024)   # a frame holds one or two book deltas
+    rows = Rows(int(rate * seconds * 4) + 1024)   # a frame holds one or two book deltas
     append, clock = rows.add, time.time_ns
     cpu0, steal0 = time.process_time(), _steal()
     wall0 = time.monotonic()
     try:
         if transport == "ring":
             with apfeed.attach("bench", CHANNELS, directory=directory, spin_us=spin_us) as f:
-                stamped = f._reader = _Stamped(f._reader)
+                stamped = f._reader = Stamped(f._reader)
                 parent.send("go")
                 nxt = f.next
                 while True:
