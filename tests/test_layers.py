@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "alphapulse"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "_ring": 1, "_book": 1, "_wire": 1,
-    "ring": 2, "book": 2, "events": 2, "wire": 2, "symbols": 2,
+    "ring": 2, "book": 2, "events": 2, "wire": 2, "symbols": 2, "eventloop": 2,
     "exchanges": 3, "capture": 3, "replay": 3, "verify": 3,
     "consolidated": 3, "_venue_quote": 3, "arbitrage": 3, "feed": 3,
     "server": 4, "cli": 4, "client": 4, "__init__": 3,

@@ -164,7 +164,7 @@ def test_sub_millisecond_tick_on_uvloop_sleeps_a_millisecond(fixtures_dir: Path)
     """uvloop rounds timers to the nearest millisecond: a 0.5 ms sleep there would be none and
     the driver would spin, taking the CPU from the server it loads.  The paced process runs on
     uvloop (``main``), so its ticks must still be whole-millisecond sleeps: at most ~1,000/s."""
-    from alphapulse.replay.paced import _loop_factory
+    from alphapulse import eventloop
 
     path = fixtures_dir / "generated" / "kraken-clean.jsonl"
 
@@ -178,9 +178,6 @@ def test_sub_millisecond_tick_on_uvloop_sleeps_a_millisecond(fixtures_dir: Path)
             after, t1 = dict(server.counters), time.monotonic()
         return {k: (after[k] - before[k]) / (t1 - t0) for k in ("ticks", "frames")}
 
-    factory = _loop_factory("uvloop")
-    assert factory is not None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        rates = runner.run(run())
+    rates = eventloop.run(run(), "uvloop")
     assert 300 < rates["ticks"] < 1_050, rates
     assert 4_000 < rates["frames"] < 6_000, rates

@@ -112,7 +112,7 @@ def test_bad_toml_is_named(tmp_path: Path) -> None:
 
 
 def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    from alphapulse.server import eventloop
+    from alphapulse import eventloop
     assert load_config({}, env={}).event_loop == "auto"
     assert load_config({}, env={"ALPHAPULSE_LOOP": "asyncio"}).event_loop == "asyncio"
     assert eventloop.resolve("auto") == "uvloop"          # a dependency on Linux
@@ -127,7 +127,7 @@ def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_eventloop_run_uses_the_named_loop() -> None:
     import asyncio
 
-    from alphapulse.server import eventloop
+    from alphapulse import eventloop
 
     async def which() -> tuple[str, str]:
         return type(asyncio.get_running_loop()).__module__.split(".")[0], eventloop.running()

@@ -25,13 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
 import math
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -40,6 +39,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from .. import eventloop
 from . import serve
 from ._server import ReplayServer, Session
 from .loop import Chunk, Looper, build_looper
@@ -196,17 +196,6 @@ async def _main(args: argparse.Namespace) -> None:
         await stop.wait()
 
 
-def _loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop (``auto``: when installed, as the server picks its loop) or the stdlib's (None).
-
-    uvloop makes each tick's wakeup cheaper, and the driver's CPU is taken from the server it
-    measures on a small machine."""
-    if kind == "asyncio" or (kind == "auto" and importlib.util.find_spec("uvloop") is None):
-        return None
-    import uvloop
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m alphapulse.replay.paced",
                                  description=__doc__.split("\n\n")[0])
@@ -220,12 +209,13 @@ def main(argv: list[str] | None = None) -> int:
                          "is rounded up to whole milliseconds")
     ap.add_argument("--trade-share", type=float, default=None,
                     help="repeat trades until they are this fraction of the looped messages")
-    ap.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+    # uvloop makes each tick's wakeup cheaper: the driver's CPU is taken from the server it
+    # measures on a small machine.
+    ap.add_argument("--loop", choices=eventloop.LOOPS, default="auto",
                     help="event loop (auto: uvloop when installed)")
     args = ap.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt), \
-            asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
-        runner.run(_main(args))
+    with contextlib.suppress(KeyboardInterrupt):
+        eventloop.run(_main(args), args.loop)
     return 0
 
 

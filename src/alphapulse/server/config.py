@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ..symbols import EXCHANGES, instrument
-from . import eventloop
+from .. import eventloop
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SOURCES = ("exchanges", "redis")

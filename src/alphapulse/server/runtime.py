@@ -32,7 +32,7 @@ from .._book import OrderBook
 from ..arbitrage import ArbitrageDetector, Opportunity, run_expiry
 from ..errors import ConfigError
 from ..events import Trade
-from . import eventloop
+from .. import eventloop
 from .config import Config
 from .gcpause import freeze_startup_heap
 from .health import report as health_report

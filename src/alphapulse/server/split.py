@@ -37,7 +37,7 @@ import orjson
 from .._book import Delta
 from ..errors import ProducerGone, RingOverrun
 from ..events import BookSnapshot, BookUpdate, Gap, Rejected, Trade
-from . import eventloop
+from .. import eventloop
 from .config import Config
 from .gcpause import freeze_startup_heap
 

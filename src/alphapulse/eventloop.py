@@ -1,4 +1,6 @@
-"""Which asyncio event loop the server runs on: uvloop when it is there, else the stdlib's.
+"""Which asyncio event loop a process runs on: uvloop when it is there, else the stdlib's.
+
+The server and the paced fake exchanges of the load tests (``replay.paced``) both choose here.
 
 The server's CPU at realistic feed rates (~2,000 messages/s spread over three connections) is
 set less by the messages than by what each wakeup costs: the loop turn, the selector and the
